@@ -1,0 +1,5 @@
+import sys
+
+from instanas.cli import main
+
+sys.exit(main())

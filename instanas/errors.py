@@ -1,0 +1,16 @@
+"""User-facing error types: the CLI prints these as one line with exit code 2.
+
+Programming errors are not wrapped, so they keep their traceback.
+"""
+
+
+class InstaNASError(Exception):
+    """Base class of every error caused by what the user gave us (a value, a file, a folder)."""
+
+
+class ArchitectureError(InstaNASError, ValueError):
+    """An architecture string or selection array that is malformed or violates the search space."""
+
+
+class ResolutionError(InstaNASError, ValueError):
+    """A resolution the search space is not defined for."""

@@ -1,0 +1,141 @@
+"""The weight-sharing meta-graph (paper §3.2) and the static child networks cut from it.
+
+Two ways to run it:
+
+* training mode, ``MetaGraph(x, selection)``: a different architecture per sample. Each module runs only on the
+  samples that select it and its outputs are scattered back, so a module nobody in the batch selects costs nothing
+  and batch-norm statistics come only from the samples that really use the module;
+* deployment mode, ``MetaGraph.child(arch)``: an ``nn.Module`` that holds only the selected modules (sharing the
+  meta-graph's weights). Every latency figure comes from such a child.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
+
+from instanas.modules import build_module
+from instanas.space import (
+    HEAD_CHANNELS,
+    MODULE_OPTIONS,
+    STEM_CHANNELS,
+    CellSpec,
+    search_space,
+    validate_architecture,
+    with_default_modules,
+)
+
+DEFAULT_NUM_CLASSES = {32: 10, 64: 200, 224: 1000}
+
+
+class Stem(nn.Sequential):
+    """3×3 convolution to 32 channels + BN + ReLU (stride 2 only at 224 px)."""
+
+    def __init__(self, stride: int):
+        super().__init__(Conv2dNormActivation(3, STEM_CHANNELS, kernel_size=3, stride=stride, activation_layer=nn.ReLU))
+
+
+class Head(nn.Sequential):
+    """1×1 convolution to 1280 + BN + ReLU, global average pooling, linear classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__(
+            Conv2dNormActivation(in_channels, HEAD_CHANNELS, kernel_size=1, activation_layer=nn.ReLU),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(1),
+            nn.Linear(HEAD_CHANNELS, num_classes),
+        )
+
+
+class Cell(nn.Module):
+    """All five module options of one cell; the output is the sum of the selected modules' outputs."""
+
+    def __init__(self, spec: CellSpec):
+        super().__init__()
+        self.spec = spec
+        self.options = nn.ModuleList(
+            build_module(option, spec.in_channels, spec.out_channels, spec.stride) for option in MODULE_OPTIONS
+        )
+
+    def forward(self, x: Tensor, selection: Tensor) -> Tensor:
+        """``selection``: ``(B, 5)`` booleans, already repaired so that a required cell selects something."""
+        batch = x.shape[0]
+        hw = self.spec.output_hw
+        out = x.new_zeros(batch, self.spec.out_channels, hw, hw)
+        for module, chosen in zip(self.options, selection.unbind(1)):
+            rows = chosen.nonzero().squeeze(1)
+            if rows.numel() == batch:
+                out = out + module(x)
+            elif rows.numel():
+                out = out.index_add(0, rows, module(x.index_select(0, rows)))
+        if not self.spec.required:  # an empty optional cell is the identity
+            skipped = (~selection.any(1)).nonzero().squeeze(1)
+            if skipped.numel():
+                out = out.index_add(0, skipped, x.index_select(0, skipped))
+        return out
+
+
+class ChildCell(nn.Module):
+    """The selected modules of one cell, and nothing else."""
+
+    def __init__(self, modules: list[nn.Module]):
+        super().__init__()
+        self.selected = nn.ModuleList(modules)
+
+    def forward(self, x: Tensor) -> Tensor:
+        first, *rest = self.selected
+        out = first(x)
+        for module in rest:
+            out = out + module(x)
+        return out
+
+
+class ChildNetwork(nn.Module):
+    """One architecture as a static network: stem, the non-empty cells, head. Shares weights with its meta-graph."""
+
+    def __init__(self, arch: np.ndarray, resolution: int, stem: nn.Module, cells: list[ChildCell], head: nn.Module):
+        super().__init__()
+        self.arch = arch
+        self.resolution = resolution
+        self.stem = stem
+        self.cells = nn.Sequential(*cells)
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.cells(self.stem(x)))
+
+
+class MetaGraph(nn.Module):
+    """Stem, 17 cells of five module options each, and the classifier head, at one input resolution."""
+
+    def __init__(self, resolution: int, num_classes: int | None = None):
+        super().__init__()
+        self.space = search_space(resolution)
+        self.resolution = resolution
+        self.num_classes = num_classes or DEFAULT_NUM_CLASSES[resolution]
+        self.stem = Stem(self.space.stem_stride)
+        self.cells = nn.ModuleList(Cell(spec) for spec in self.space.cells)
+        self.head = Head(self.space.cells[-1].out_channels, self.num_classes)
+
+    def forward(self, x: Tensor, selection: Tensor | None = None) -> Tensor:
+        """``selection``: ``(B, 17, 5)`` per-sample choices (bool or 0/1); ``None`` runs every module."""
+        if selection is None:
+            selection = torch.ones(x.shape[0], len(self.cells), len(MODULE_OPTIONS), dtype=torch.bool)
+        selection = with_default_modules(selection.to(x.device))
+        x = self.stem(x)
+        for cell, cell_selection in zip(self.cells, selection.unbind(1)):
+            x = cell(x, cell_selection)
+        return self.head(x)
+
+    def child(self, arch: np.ndarray) -> ChildNetwork:
+        """The static network of ``arch``: only its selected modules exist in it, so only they run."""
+        arch = validate_architecture(arch)
+        cells = [
+            ChildCell([module for module, chosen in zip(cell.options, row) if chosen])
+            for cell, row in zip(self.cells, arch)
+            if row.any()
+        ]
+        child = ChildNetwork(arch, self.resolution, self.stem, cells, self.head)
+        return child.train(self.training)

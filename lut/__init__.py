@@ -1,0 +1,1 @@
+"""Latency lookup tables: schema, versioned storage, lookup and estimation."""

@@ -1,0 +1,5 @@
+"""How things are timed, and on what machine."""
+
+from profiler.timing import LatencyStats, default_threads, measure_latency, torch_threads
+
+__all__ = ["LatencyStats", "default_threads", "measure_latency", "torch_threads"]

@@ -1,0 +1,72 @@
+"""The ``instanas`` command as a user runs it: real processes, real output, one-line errors."""
+
+import json
+
+import pytest
+
+from instanas.space import parse_architecture
+
+SMALLEST = "00001-00001-00000-00001-00000-00000-00001-00000-00000-00000-00001-00000-00000-00001-00000-00000-00001"
+
+
+def test_space_json(cli):
+    result = cli("space", "--resolution", "224", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["resolution"] == 224
+    assert payload["architectures"] == 31**7 * 32**10
+    assert len(payload["cells"]) == 17
+    assert set(payload["cells"][0]) == {"index", "input_hw", "in_channels", "out_channels", "stride", "required"}
+    assert payload["cells"][0]["input_hw"] == 112
+
+
+def test_space_table(cli):
+    result = cli("space", "-r", "32")
+    assert result.returncode == 0
+    assert "30,976,449,664,571,962,518,667,264" in result.stdout
+
+
+def test_sample_prints_valid_seeded_architectures(cli):
+    first = cli("sample", "-r", "64", "-n", "5", "--seed", "3", "--keep", "0.4")
+    again = cli("sample", "-r", "64", "-n", "5", "--seed", "3", "--keep", "0.4")
+    assert first.returncode == 0 and first.stdout == again.stdout
+    lines = first.stdout.split()
+    assert len(lines) == 5
+    for line in lines:
+        parse_architecture(line)
+
+
+def test_measure_json(cli):
+    result = cli("measure", "-r", "32", "--arch", SMALLEST, "--threads", "1", "--min-time", "0.05", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["arch"] == SMALLEST and payload["resolution"] == 32 and payload["threads"] == 1
+    assert payload["median_ms"] > 0 and payload["iqr_ms"] >= 0 and payload["runs"] >= 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["space", "--resolution", "48"], "resolution 48 is not supported"),
+        (["space", "--resolution", "abc"], "--resolution"),
+        (["space"], "Missing option"),
+        (["sample", "-r", "32", "--keep", "0"], "keep probabilities"),
+        (["measure", "-r", "32", "--arch", "0101"], "has 1 cell tokens"),
+        (["measure", "-r", "32", "--arch", SMALLEST.replace("00001", "00000", 1)], "cell 0 needs at least one"),
+        (["measure", "-r", "32", "--arch", SMALLEST, "--threads", "0"], "--threads"),
+        (["no-such-command"], "No such command"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli, args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize("command", ["space", "sample", "measure"])
+def test_every_command_has_help(cli, command):
+    result = cli(command, "--help")
+    assert result.returncode == 0 and "--resolution" in result.stdout

@@ -1,0 +1,34 @@
+"""The timing harness: real measurements, compared only as ratios taken in one run."""
+
+import torch
+
+from instanas.metagraph import MetaGraph
+from instanas.space import full_architecture, smallest_architecture
+from profiler import default_threads, measure_latency
+
+
+def test_measure_latency_reports_statistics_and_restores_threads():
+    before = torch.get_num_threads()
+    stats = measure_latency(torch.nn.Conv2d(3, 8, 3), torch.randn(1, 3, 16, 16), threads=1, min_run_time=0.05)
+    assert stats.median_ms > 0 and stats.iqr_ms >= 0
+    assert stats.runs >= 4 and stats.calls_per_run >= 1
+    assert torch.get_num_threads() == before
+    assert not torch.is_inference_mode_enabled()
+
+
+def test_default_threads_is_physical_cores():
+    assert 1 <= default_threads() <= (torch.get_num_threads() or 1) * 4
+
+
+def test_smallest_child_is_several_times_faster_than_full():
+    """If unselected modules still ran, the two children would take about the same time."""
+    torch.manual_seed(0)
+    graph = MetaGraph(32).eval()
+    x = torch.randn(1, 3, 32, 32)
+    full, smallest = graph.child(full_architecture()), graph.child(smallest_architecture())
+    ratios = []
+    for _ in range(2):  # interleaved, so drift affects both alike
+        slow = measure_latency(full, x, min_run_time=0.2).median_ms
+        fast = measure_latency(smallest, x, min_run_time=0.2).median_ms
+        ratios.append(slow / fast)
+    assert max(ratios) > 4, ratios
