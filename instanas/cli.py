@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import warnings
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -14,7 +17,17 @@ from rich.console import Console
 from rich.table import Table
 
 from instanas.errors import InstaNASError
-from instanas.space import MODULE_NAMES, format_architecture, parse_architecture, sample_architectures, search_space
+from instanas.space import (
+    MODULE_NAMES,
+    RESOLUTIONS,
+    entry_keys,
+    format_architecture,
+    full_architecture,
+    parse_architecture,
+    sample_architectures,
+    search_space,
+    smallest_architecture,
+)
 
 app = typer.Typer(
     help="InstaNAS latency profiling and benchmarking: search space, lookup tables, correlation, training.",
@@ -29,6 +42,18 @@ Threads = Annotated[
     Optional[int], typer.Option("--threads", "-t", min=1, help="Intra-op threads (default: physical cores).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Store = Annotated[
+    Optional[Path],
+    typer.Option("--out", help="LUT store folder (default: $INSTANAS_LUT_DIR or ./lut/tables).", file_okay=False),
+]
+LutPath = Annotated[
+    Optional[Path], typer.Option("--lut", help="A LUT file (default: this machine's newest at the resolution).")
+]
+AllowForeign = Annotated[
+    bool, typer.Option("--allow-foreign-lut", help="Use a LUT profiled on another machine (with a warning).")
+]
+lut_app = typer.Typer(help="Inspect stored latency lookup tables.", no_args_is_help=True)
+app.add_typer(lut_app, name="lut")
 
 
 def _emit_json(payload: dict) -> None:
@@ -118,8 +143,206 @@ def measure(
     )
 
 
+def _parse_resolutions(values: list[str]) -> list[int]:
+    resolutions: list[int] = []
+    for value in values:
+        if value == "all":
+            resolutions += RESOLUTIONS
+        else:
+            try:
+                resolutions.append(search_space(int(value)).resolution)
+            except ValueError:
+                search_space(value)  # raises the one-line "not supported" error
+    return list(dict.fromkeys(resolutions))
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=Console(stderr=True),
+    )
+
+
+@app.command()
+def profile(
+    resolution: Annotated[
+        list[str], typer.Option("--resolution", "-r", help="32, 64, 224 or all; may be repeated.")
+    ],
+    threads: Threads = None,
+    out: Store = None,
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per entry per round.")] = 0.25,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds over all entries, each in a new order.")] = 3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights, inputs and measuring order.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted profile.")] = False,
+) -> None:
+    """Profile every module of every cell (plus stem, head and per-cell sums) into a new LUT version."""
+    resolutions = _parse_resolutions(resolution)
+    from lut.store import ProfileJournal, default_store, save_table
+    from profiler import default_threads
+    from profiler.fingerprint import fingerprint_id, machine_fingerprint
+    from profiler.space_profile import profile_space
+
+    store = out or default_store()
+    threads = threads or default_threads()
+    fields = machine_fingerprint(threads)
+    fingerprint = {"id": fingerprint_id(fields), "fields": fields}
+    for res in resolutions:
+        settings = {"threads": threads, "min_run_time": min_time, "rounds": rounds, "seed": seed, "batch_size": 1}
+        journal_path = store / fingerprint["id"] / f"res{res}.partial.jsonl"
+        journal = ProfileJournal(journal_path, {"resolution": res, "fingerprint": fingerprint["id"], **settings}, resume)
+        done = journal.finished()
+        started = time.perf_counter()
+        try:
+            with _progress() as progress:
+                bar = progress.add_task(f"profile {res} px", total=len(entry_keys()) * rounds, completed=len(done), status="")
+                for measurement in profile_space(
+                    res, threads=threads, min_run_time=min_time, rounds=rounds, seed=seed, skip=done
+                ):
+                    journal.append(measurement.as_record())
+                    status = f"round {measurement.round + 1}/{rounds} {measurement.task.key}"
+                    progress.update(bar, advance=1, status=status)
+        except KeyboardInterrupt:
+            journal.close(remove=False)
+            typer.echo(f"interrupted: {len(journal.records)} measurements kept in {journal_path}; rerun with --resume", err=True)
+            raise typer.Exit(130) from None
+        table = save_table(journal.records, resolution=res, fingerprint=fingerprint, settings=settings, store=store)
+        journal.close(remove=True)
+        typer.echo(
+            f"{table.path}: {len(table.entries)} entries at {res} px in {time.perf_counter() - started:.0f} s; "
+            f"estimate full {table.estimate(full_architecture()):.2f} ms, "
+            f"smallest {table.estimate(smallest_architecture()):.2f} ms"
+        )
+
+
+@app.command()
+def estimate(
+    resolution: Resolution,
+    arch: Annotated[str, typer.Option("--arch", "-a", help="Architecture string, 17 tokens like 10001.")],
+    lut: LutPath = None,
+    out: Store = None,
+    threads: Threads = None,
+    allow_foreign_lut: AllowForeign = False,
+    as_json: AsJson = False,
+) -> None:
+    """Estimate an architecture's latency from the LUT."""
+    from lut.store import default_store, resolve_table
+
+    selection = parse_architecture(arch)
+    search_space(resolution)
+    table = resolve_table(
+        resolution, path=lut, store=out or default_store(), threads=threads, allow_foreign=allow_foreign_lut
+    )
+    result = {
+        "arch": format_architecture(selection),
+        "resolution": resolution,
+        "estimate_ms": table.estimate(selection),
+        "lut": str(table.path),
+        "lut_version": table.version,
+    }
+    if as_json:
+        _emit_json(result)
+    else:
+        typer.echo(f"{result['arch']} @ {resolution} px: {result['estimate_ms']:.3f} ms (LUT {table.path})")
+
+
+@lut_app.command("list")
+def lut_list(out: Store = None) -> None:
+    """List stored LUT versions per machine and resolution."""
+    from lut.store import default_store, list_tables
+
+    store = out or default_store()
+    tables = list_tables(store)
+    if tables.empty:
+        typer.echo(f"no LUTs under {store}")
+        return
+    for fingerprint, group in tables.groupby("fingerprint", sort=False):
+        described = group.dropna(subset=["cpu"])
+        machine = described.iloc[-1] if len(described) else None
+        title = f"machine {fingerprint}" + (
+            f": {machine.cpu}, {int(machine.threads)} threads, torch {machine.torch}" if machine is not None else ""
+        )
+        table = Table(title=title, title_justify="left")
+        for column in ("path", "resolution", "version", "created", "problem"):
+            table.add_column(column)
+        for row in group.itertuples(index=False):
+            table.add_row(row.path, str(row.resolution), str(row.version), row.created or "", row.problem)
+        console.print(table)
+
+
+@lut_app.command("show")
+def lut_show(path: Annotated[Path, typer.Argument(help="A LUT file.")]) -> None:
+    """Show a LUT's machine, settings and entries."""
+    from lut.store import load_table
+
+    lut_table = load_table(path)
+    fields = lut_table.meta["fingerprint"]["fields"]
+    console.print(
+        f"{path}: {lut_table.resolution} px, version {lut_table.version}, created {lut_table.meta['created']}\n"
+        f"machine {lut_table.fingerprint_id}: {fields.get('cpu_model')}, {lut_table.threads} threads, "
+        f"torch {fields.get('torch_version')}\nsettings: {lut_table.meta['settings']}\n"
+        f"estimate: full meta-graph {lut_table.estimate(full_architecture()):.3f} ms, "
+        f"smallest {lut_table.estimate(smallest_architecture()):.3f} ms"
+    )
+    table = Table()
+    for column in ("entry", "median ms", "IQR ms", "rounds (ms)", "runs"):
+        table.add_column(column, justify="right")
+    order = {key: index for index, key in enumerate(entry_keys())}
+    for row in lut_table.entries.sort_values("key", key=lambda keys: keys.map(order)).itertuples():
+        rounds_text = " ".join(f"{value:.4f}" for value in row.round_medians_ms)
+        table.add_row(row.key, f"{row.median_ms:.4f}", f"{row.iqr_ms:.4f}", rounds_text, str(row.runs))
+    console.print(table)
+
+
+@lut_app.command("diff")
+def lut_diff(
+    before: Annotated[Path, typer.Argument(help="The reference LUT file.")],
+    after: Annotated[Path, typer.Argument(help="The LUT file to compare with it.")],
+    top: Annotated[int, typer.Option("--top", min=1, help="How many entries to list.")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """Per-entry relative change from one LUT to another, largest first (drift between days, machines, versions)."""
+    from lut.store import load_table
+    from lut.table import compare_tables
+
+    first, second = load_table(before), load_table(after)
+    if first.resolution != second.resolution:
+        raise InstaNASError(f"{before} is for {first.resolution} px but {after} is for {second.resolution} px")
+    changes = compare_tables(first, second)
+    absolute = changes["change_pct"].abs()
+    summary = {
+        "entries": len(changes),
+        "median_abs_change_pct": float(absolute.median()),
+        "worst_entry": changes.iloc[0]["key"],
+        "worst_change_pct": float(changes.iloc[0]["change_pct"]),
+        "full_estimate_ms": [first.estimate(full_architecture()), second.estimate(full_architecture())],
+    }
+    if as_json:
+        _emit_json({**summary, "changes": changes.head(top).to_dict(orient="records")})
+        return
+    table = Table(title=f"{before} → {after}")
+    for column in ("entry", "before ms", "after ms", "change"):
+        table.add_column(column, justify="right")
+    for row in changes.head(top).itertuples():
+        table.add_row(row.key, f"{row.median_ms_before:.4f}", f"{row.median_ms_after:.4f}", f"{row.change_pct:+.1f} %")
+    console.print(table)
+    console.print(
+        f"{summary['entries']} entries: median |change| {summary['median_abs_change_pct']:.1f} %, "
+        f"worst {summary['worst_entry']} {summary['worst_change_pct']:+.1f} %; full meta-graph estimate "
+        f"{summary['full_estimate_ms'][0]:.2f} → {summary['full_estimate_ms'][1]:.2f} ms"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    warnings.formatwarning = lambda message, category, *_: f"warning: {message}\n"
     try:
         result = app(args=argv, standalone_mode=False)
     except InstaNASError as error:

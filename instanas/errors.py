@@ -14,3 +14,11 @@ class ArchitectureError(InstaNASError, ValueError):
 
 class ResolutionError(InstaNASError, ValueError):
     """A resolution the search space is not defined for."""
+
+
+class LUTError(InstaNASError):
+    """A lookup-table file that is missing, truncated, corrupt, of another schema, or of the wrong resolution."""
+
+
+class ForeignLUTError(LUTError):
+    """A lookup table profiled on another machine (fingerprint), used to estimate latency here."""

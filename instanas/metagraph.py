@@ -14,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torchvision.ops import Conv2dNormActivation
 
-from instanas.modules import build_module
+from instanas.modules import ConvBNAct, build_module
 from instanas.space import (
     HEAD_CHANNELS,
     MODULE_OPTIONS,
@@ -34,7 +33,7 @@ class Stem(nn.Sequential):
     """3×3 convolution to 32 channels + BN + ReLU (stride 2 only at 224 px)."""
 
     def __init__(self, stride: int):
-        super().__init__(Conv2dNormActivation(3, STEM_CHANNELS, kernel_size=3, stride=stride, activation_layer=nn.ReLU))
+        super().__init__(ConvBNAct(3, STEM_CHANNELS, kernel_size=3, stride=stride, activation_layer=nn.ReLU))
 
 
 class Head(nn.Sequential):
@@ -42,7 +41,7 @@ class Head(nn.Sequential):
 
     def __init__(self, in_channels: int, num_classes: int):
         super().__init__(
-            Conv2dNormActivation(in_channels, HEAD_CHANNELS, kernel_size=1, activation_layer=nn.ReLU),
+            ConvBNAct(in_channels, HEAD_CHANNELS, kernel_size=1, activation_layer=nn.ReLU),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(1),
             nn.Linear(HEAD_CHANNELS, num_classes),

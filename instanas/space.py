@@ -217,3 +217,25 @@ def sample_architectures(n: int, keep: float | np.ndarray = 0.5, seed: int | Non
             return archs
         rows, cells = np.nonzero(redraw)
         archs[rows, cells] = rng.random((rows.size, NUM_MODULES)) < probabilities[rows, 0]
+
+
+# The parts an architecture executes, named as the latency table names its entries: the stem, each selected
+# module, one k-way sum in every cell that selects k >= 2 modules, and the head.
+MAX_MERGED = NUM_MODULES
+
+
+def module_key(cell: int, module: str) -> str:
+    return f"cell{cell:02d}.{module}"
+
+
+def merge_key(cell: int, merged: int) -> str:
+    return f"cell{cell:02d}.sum{merged}"
+
+
+def entry_keys() -> list[str]:
+    """Every entry of a latency table, in network order."""
+    keys = ["stem"]
+    for cell in range(NUM_CELLS):
+        keys += [module_key(cell, name) for name in MODULE_NAMES]
+        keys += [merge_key(cell, merged) for merged in range(2, MAX_MERGED + 1)]
+    return keys + ["head"]

@@ -65,7 +65,8 @@ def measure_latency(
 ) -> LatencyStats:
     """Time ``module(example_input)``: warm up, then time blocks of calls with ``Timer.timeit``.
 
-    Each block holds enough calls to last about ``block_time`` s (timer overhead stays well under 0.1 %). Blocks are
+    Each block holds enough calls to last about ``block_time`` s (timer overhead stays well under 0.1 %), or less
+    when ``min_run_time`` is too short for ``min_runs`` such blocks. Blocks are
     taken for at least ``min_run_time`` s and ``min_runs`` blocks, then until IQR/median < ``iqr_threshold`` or
     ``max_run_time`` (default 5 × ``min_run_time``) is spent; on a noisy machine the IQR then says how far to trust
     the median. torch's own ``*_autorange`` sizes blocks for 0.01 % overhead, which for a 30 µs module means
@@ -77,6 +78,7 @@ def measure_latency(
     timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": example_input}, num_threads=threads)
     with torch_threads(threads), torch.inference_mode():
         warmup = timer.timeit(3)  # the first calls pick kernels and fill caches
+        block_time = min(block_time, min_run_time / min_runs)  # a short budget still gets min_runs blocks
         calls_per_run = max(1, round(block_time / warmup.median))
         times: list[float] = []  # seconds per call, one entry per block
         while True:

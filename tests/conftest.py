@@ -18,6 +18,6 @@ def run_cli(*args: str, cwd=None, env_extra: dict | None = None, timeout: float 
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
     return run_cli

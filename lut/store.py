@@ -1,0 +1,190 @@
+"""Where tables live: ``<store>/<fingerprint-id>/res<R>-v<N>.json``, one file per version, written atomically.
+
+The store is ``lut/tables`` under the working directory, or ``$INSTANAS_LUT_DIR``, or ``--out``. Profiling again
+adds a version; older versions stay. While a profile runs, its finished measurements are appended to
+``res<R>.partial.jsonl`` beside the tables, so an interrupted profile resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from instanas.atomic import atomic_write
+from instanas.errors import ForeignLUTError, LUTError
+from lut.table import KIND, SCHEMA_VERSION, LatencyTable, summarise_records
+
+STORE_ENV = "INSTANAS_LUT_DIR"
+_TABLE_NAME = re.compile(r"^res(\d+)-v(\d+)\.json$")
+
+
+def default_store() -> Path:
+    return Path(os.environ.get(STORE_ENV) or "lut/tables")
+
+
+def table_versions(store: Path, fingerprint: str, resolution: int) -> list[tuple[int, Path]]:
+    """Existing versions of one machine's table at one resolution, oldest first."""
+    folder = Path(store) / fingerprint
+    found = []
+    for path in folder.glob(f"res{resolution}-v*.json"):
+        match = _TABLE_NAME.match(path.name)
+        if match and int(match.group(1)) == resolution:
+            found.append((int(match.group(2)), path))
+    return sorted(found)
+
+
+def save_table(
+    records: list[dict], *, resolution: int, fingerprint: dict, settings: dict, store: Path
+) -> LatencyTable:
+    """Build a table from profiling records and write it as the next version (never over an existing one)."""
+    existing = table_versions(store, fingerprint["id"], resolution)
+    version = existing[-1][0] + 1 if existing else 1
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "version": version,
+        "resolution": resolution,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fingerprint,
+        "settings": settings,
+    }
+    path = Path(store) / fingerprint["id"] / f"res{resolution}-v{version}.json"
+    table = LatencyTable(meta, summarise_records(records), path)
+    atomic_write(path, json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n")
+    return table
+
+
+def load_table(path: str | os.PathLike) -> LatencyTable:
+    """Read and validate a table; a missing, truncated, corrupt or foreign-schema file raises :class:`LUTError`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise LUTError(f"{path}: no such LUT file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise LUTError(f"{path}: cannot be read ({error.__class__.__name__})") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LUTError(f"{path}: not valid JSON (truncated or corrupt?): {error.msg} at line {error.lineno}") from None
+    return LatencyTable.from_dict(payload, path)
+
+
+def latest_table(store: Path, fingerprint: str, resolution: int) -> LatencyTable:
+    versions = table_versions(store, fingerprint, resolution)
+    if not versions:
+        raise LUTError(
+            f"no LUT for {resolution} px on this machine (fingerprint {fingerprint}) under {store}: "
+            f"run `instanas profile --resolution {resolution}` first, or pass --lut"
+        )
+    return load_table(versions[-1][1])
+
+
+def check_fingerprint(table: LatencyTable, current: str, allow_foreign: bool) -> None:
+    """Refuse a table profiled on another machine/software for estimating latency here, unless allowed (then warn)."""
+    if table.fingerprint_id == current:
+        return
+    message = (
+        f"{table.path}: profiled on another machine or software (fingerprint {table.fingerprint_id}, "
+        f"this machine with {table.threads} threads is {current})"
+    )
+    if not allow_foreign:
+        raise ForeignLUTError(message + "; pass --allow-foreign-lut to use it anyway")
+    warnings.warn(message + "; estimates may not match this machine", stacklevel=2)
+
+
+def resolve_table(
+    resolution: int, *, path: str | os.PathLike | None, store: Path, threads: int | None, allow_foreign: bool
+) -> LatencyTable:
+    """The table to estimate with: ``path`` if given, else this machine's newest at ``resolution``.
+
+    It must be of ``resolution`` and, unless ``allow_foreign``, of this machine (at the table's own thread count).
+    """
+    from profiler import default_threads
+    from profiler.fingerprint import fingerprint_id, machine_fingerprint
+
+    if path is None:
+        current = fingerprint_id(machine_fingerprint(threads or default_threads()))
+        return latest_table(store, current, resolution)
+    table = load_table(path)
+    if table.resolution != resolution:
+        raise LUTError(f"{table.path}: profiled at {table.resolution} px, not {resolution} px")
+    check_fingerprint(table, fingerprint_id(machine_fingerprint(table.threads)), allow_foreign)
+    return table
+
+
+def list_tables(store: Path) -> pd.DataFrame:
+    """Every table under ``store``: one row per version, unreadable files reported in the ``problem`` column."""
+    rows = []
+    for path in sorted(Path(store).glob("*/res*-v*.json")):
+        match = _TABLE_NAME.match(path.name)
+        if not match:
+            continue
+        row = {"fingerprint": path.parent.name, "resolution": int(match.group(1)), "version": int(match.group(2))}
+        row |= {"created": "", "cpu": None, "threads": None, "torch": None}
+        try:
+            table = load_table(path)
+            fields = table.meta["fingerprint"]["fields"]
+            row |= {
+                "created": table.meta["created"],
+                "cpu": fields.get("cpu_model"),
+                "threads": table.threads,
+                "torch": fields.get("torch_version"),
+                "problem": "",
+            }
+        except LUTError as error:
+            row |= {"problem": str(error).split(": ", 1)[-1]}
+        rows.append(row | {"path": str(path)})
+    columns = ["fingerprint", "resolution", "version", "created", "cpu", "threads", "torch", "problem", "path"]
+    return pd.DataFrame(rows, columns=columns).sort_values(["fingerprint", "resolution", "version"], ignore_index=True)
+
+
+class ProfileJournal:
+    """Append-only record of finished measurements, so an interrupted profile loses nothing.
+
+    The first line holds the settings; a resumed run must use the same ones. A line cut off by a kill is ignored.
+    """
+
+    def __init__(self, path: Path, header: dict, resume: bool):
+        self.path = Path(path)
+        self.records: list[dict] = []
+        if resume and self.path.exists():
+            lines = self.path.read_text().splitlines()
+            try:
+                saved_header = json.loads(lines[0]) if lines else None
+            except json.JSONDecodeError:
+                saved_header = None
+            if saved_header != header:
+                raise LUTError(
+                    f"{self.path}: the interrupted profile used other settings ({saved_header}); "
+                    "rerun without --resume to start over"
+                )
+            for line in lines[1:]:
+                try:
+                    self.records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break  # the last line of a killed run
+            atomic_write(self.path, "".join(json.dumps(item) + "\n" for item in [header, *self.records]))
+        else:
+            atomic_write(self.path, json.dumps(header) + "\n")
+        self._file = self.path.open("a")
+
+    def finished(self) -> frozenset[tuple[str, int]]:
+        return frozenset((record["key"], record["round"]) for record in self.records)
+
+    def append(self, record: dict) -> None:
+        self.records.append(record)
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self, remove: bool) -> None:
+        self._file.close()
+        if remove:
+            self.path.unlink(missing_ok=True)

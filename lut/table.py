@@ -1,0 +1,156 @@
+"""One latency lookup table: its schema, its content hash, and the estimate it gives.
+
+A table is built from profiling records (plain dicts: one measurement of one entry in one round). Per entry it keeps
+the median over rounds of each round's median, the median IQR, and every round's median (the spread tells how much
+the machine drifted). The estimate of an architecture is the sum of what it executes::
+
+    stem + head + Σ selected modules + Σ over cells selecting k ≥ 2 modules of sum_k(cell)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from instanas.errors import ArchitectureError, LUTError
+from instanas.space import ARCH_SHAPE, MODULE_NAMES, NUM_CELLS, NUM_MODULES, REQUIRED_CELLS, entry_keys
+
+SCHEMA_VERSION = 1
+KIND = "instanas-latency-lut"
+ENTRY_COLUMNS = ["key", "kind", "cell", "module", "merged", "median_ms", "iqr_ms", "runs", "round_medians_ms"]
+_META_KEYS = ("schema_version", "kind", "version", "resolution", "created", "fingerprint", "settings")
+
+
+def content_hash(payload: dict) -> str:
+    """SHA-256 of the canonical JSON of everything but the hash itself."""
+    body = {key: value for key, value in payload.items() if key != "content_hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def summarise_records(records: list[dict]) -> pd.DataFrame:
+    """Reduce per-round records to one row per entry (median over rounds)."""
+    frame = pd.DataFrame.from_records(records)
+    rows = []
+    for key, group in frame.sort_values("round").groupby("key", sort=True):
+        first = group.iloc[0]
+        rows.append(
+            {
+                "key": key,
+                "kind": first["kind"],
+                "cell": None if pd.isna(first["cell"]) else int(first["cell"]),
+                "module": first["module"] if isinstance(first["module"], str) else None,
+                "merged": None if pd.isna(first["merged"]) else int(first["merged"]),
+                "median_ms": float(group["median_ms"].median()),
+                "iqr_ms": float(group["iqr_ms"].median()),
+                "runs": int(group["runs"].sum()),
+                "round_medians_ms": [float(value) for value in group["median_ms"]],
+            }
+        )
+    return pd.DataFrame(rows, columns=ENTRY_COLUMNS)
+
+
+class LatencyTable:
+    """A LUT in memory: metadata plus a pandas frame of entries, with the matrices the estimate needs."""
+
+    def __init__(self, meta: dict, entries: pd.DataFrame, path: Path | None = None):
+        self.meta = meta
+        self.entries = entries.reset_index(drop=True)
+        self.path = path
+        by_key = self.entries.set_index("key")["median_ms"]
+        missing = set(entry_keys()) - set(by_key.index)
+        if missing:
+            raise LUTError(f"{self._name()}: {len(missing)} entries missing, e.g. {sorted(missing)[0]}")
+        self.module_ms = np.zeros(ARCH_SHAPE)
+        self.merge_ms = np.zeros((NUM_CELLS, NUM_MODULES + 1))  # column k: the sum of k outputs; 0 for k < 2
+        for row in self.entries.itertuples():
+            if row.kind == "module":
+                self.module_ms[int(row.cell), MODULE_NAMES.index(row.module)] = row.median_ms
+            elif row.kind == "merge":
+                self.merge_ms[int(row.cell), int(row.merged)] = row.median_ms
+        self.fixed_ms = float(by_key["stem"] + by_key["head"])
+
+    # -- identity -----------------------------------------------------------------------------------------------
+    @property
+    def resolution(self) -> int:
+        return self.meta["resolution"]
+
+    @property
+    def version(self) -> int | None:
+        return self.meta.get("version")
+
+    @property
+    def fingerprint_id(self) -> str:
+        return self.meta["fingerprint"]["id"]
+
+    @property
+    def threads(self) -> int:
+        return self.meta["settings"]["threads"]
+
+    def _name(self) -> str:
+        return str(self.path) if self.path else f"LUT res{self.meta.get('resolution')}"
+
+    def describe(self) -> str:
+        return f"{self.path or 'LUT'} (res {self.resolution}, v{self.version}, fingerprint {self.fingerprint_id})"
+
+    # -- estimate -----------------------------------------------------------------------------------------------
+    def estimate(self, archs: np.ndarray) -> np.ndarray | float:
+        """Estimated latency in ms of one ``(17, 5)`` architecture or a batch ``(N, 17, 5)``, in one numpy pass."""
+        archs = np.asarray(archs, dtype=bool)
+        single = archs.ndim == 2
+        batch = archs[None] if single else archs
+        if batch.shape[1:] != ARCH_SHAPE:
+            raise ArchitectureError(f"architectures must have shape (N, 17, 5), got {archs.shape}")
+        counts = batch.sum(axis=2)
+        invalid = REQUIRED_CELLS & (counts == 0)
+        if invalid.any():
+            index, cell = np.argwhere(invalid)[0]
+            raise ArchitectureError(f"architecture {index}: cell {cell} needs at least one module")
+        modules = batch.reshape(len(batch), -1) @ self.module_ms.reshape(-1)
+        merges = self.merge_ms[np.arange(NUM_CELLS), counts].sum(axis=1)
+        total = self.fixed_ms + modules + merges
+        return float(total[0]) if single else total
+
+    # -- serialisation ------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        entries = self.entries.astype(object).where(self.entries.notna(), None).to_dict(orient="records")
+        payload = {**{key: self.meta[key] for key in _META_KEYS}, "entries": entries}
+        payload["content_hash"] = content_hash(payload)
+        return payload
+
+    @classmethod
+    def from_dict(cls, payload: object, path: Path | None = None) -> LatencyTable:
+        """Validate schema and hash; every failure names the file."""
+        name = str(path) if path else "LUT"
+        if not isinstance(payload, dict) or payload.get("kind") != KIND:
+            raise LUTError(f"{name}: not an instanas latency table")
+        if payload.get("schema_version") != SCHEMA_VERSION:
+            raise LUTError(
+                f"{name}: schema version {payload.get('schema_version')!r} is not supported (expected {SCHEMA_VERSION})"
+            )
+        missing = [key for key in (*_META_KEYS, "entries", "content_hash") if key not in payload]
+        if missing:
+            raise LUTError(f"{name}: missing field {missing[0]!r}")
+        if payload["content_hash"] != content_hash(payload):
+            raise LUTError(f"{name}: content hash does not match (the file was modified or corrupted)")
+        try:
+            entries = pd.DataFrame(payload["entries"], columns=ENTRY_COLUMNS)
+            if entries["median_ms"].isna().any() or (entries["median_ms"].astype(float) < 0).any():
+                raise ValueError("negative or missing latency")
+        except (TypeError, ValueError) as error:
+            raise LUTError(f"{name}: malformed entries ({error})") from None
+        return cls({key: payload[key] for key in _META_KEYS}, entries, path)
+
+
+def compare_tables(before: LatencyTable, after: LatencyTable) -> pd.DataFrame:
+    """Per-entry relative change from ``before`` to ``after``, largest absolute change first."""
+    joined = before.entries.set_index("key")[["median_ms"]].join(
+        after.entries.set_index("key")[["median_ms"]], lsuffix="_before", rsuffix="_after", how="inner"
+    )
+    joined["change_pct"] = 100 * (joined["median_ms_after"] / joined["median_ms_before"] - 1)
+    order = joined["change_pct"].abs().sort_values(ascending=False).index
+    return joined.loc[order].reset_index()

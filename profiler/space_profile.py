@@ -1,0 +1,127 @@
+"""Profile every part an architecture executes, each in context (its real input shape at that cell and resolution).
+
+The entries: the stem, each cell's five modules (their own identity shortcut included), the cost of summing k = 2…5
+module outputs in each cell, and the head. An architecture runs the stem, its selected modules, one k-way sum per
+cell that selects k ≥ 2 modules, and the head, so its estimate is the sum of exactly those entries.
+
+Entries are measured in rounds, each round in a fresh random order, so slow drift of the machine spreads over all
+entries instead of biasing the ones measured last; the table keeps every round's median.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from instanas.metagraph import MetaGraph
+from instanas.space import MAX_MERGED, MODULE_NAMES, merge_key, module_key
+from profiler.timing import LatencyStats, measure_latency
+
+
+class OutputSum(nn.Module):
+    """The k-way sum of a cell's module outputs, as a child cell computes it (k - 1 out-of-place additions)."""
+
+    def forward(self, outputs: tuple[Tensor, ...]) -> Tensor:
+        out = outputs[0]
+        for other in outputs[1:]:
+            out = out + other
+        return out
+
+
+@dataclass(frozen=True)
+class ProfileTask:
+    """One entry of the table: what to run and on which input."""
+
+    key: str
+    kind: str  # "stem" | "module" | "merge" | "head"
+    cell: int | None
+    module: str | None
+    merged: int | None  # k, for merge entries
+    build: Callable[[], tuple[nn.Module, object]]
+
+
+@dataclass(frozen=True)
+class ProfileMeasurement:
+    task: ProfileTask
+    round: int
+    stats: LatencyStats
+
+    def as_record(self) -> dict:
+        """A plain, JSON-ready record of this measurement."""
+        task = self.task
+        identity = {"key": task.key, "kind": task.kind, "cell": task.cell, "module": task.module}
+        return identity | {"merged": task.merged, "round": self.round, **self.stats.as_dict()}
+
+
+def profile_tasks(graph: MetaGraph) -> list[ProfileTask]:
+    """Every entry of ``graph``'s table, with its module and an input of the shape it sees in the network."""
+    space = graph.space
+
+    def feature_map(channels: int, hw: int) -> Tensor:
+        return torch.randn(1, channels, hw, hw)
+
+    tasks = [
+        ProfileTask("stem", "stem", None, None, None, lambda: (graph.stem, feature_map(3, space.resolution)))
+    ]
+    for spec, cell in zip(space.cells, graph.cells):
+        for name, module in zip(MODULE_NAMES, cell.options):
+            tasks.append(
+                ProfileTask(
+                    module_key(spec.index, name),
+                    "module",
+                    spec.index,
+                    name,
+                    None,
+                    lambda module=module, spec=spec: (module, feature_map(spec.in_channels, spec.input_hw)),
+                )
+            )
+        for merged in range(2, MAX_MERGED + 1):
+            tasks.append(
+                ProfileTask(
+                    merge_key(spec.index, merged),
+                    "merge",
+                    spec.index,
+                    None,
+                    merged,
+                    lambda spec=spec, merged=merged: (
+                        OutputSum(),
+                        tuple(feature_map(spec.out_channels, spec.output_hw) for _ in range(merged)),
+                    ),
+                )
+            )
+    last = space.cells[-1]
+    tasks.append(ProfileTask("head", "head", None, None, None, lambda: (graph.head, feature_map(last.out_channels, last.output_hw))))
+    return tasks
+
+
+def profile_space(
+    resolution: int,
+    *,
+    threads: int,
+    min_run_time: float,
+    rounds: int,
+    num_classes: int | None = None,
+    seed: int = 0,
+    skip: frozenset[tuple[str, int]] = frozenset(),
+) -> Iterator[ProfileMeasurement]:
+    """Measure every entry ``rounds`` times, yielding each measurement as it finishes.
+
+    ``skip`` holds ``(key, round)`` pairs already measured (a resumed run); the order of a round depends only on
+    ``seed`` and the round, so a resumed run measures the same remaining entries it would have.
+    """
+    torch.manual_seed(seed)
+    graph = MetaGraph(resolution, num_classes).eval()
+    tasks = profile_tasks(graph)
+    for round_index in range(rounds):
+        order = np.random.default_rng([seed, round_index]).permutation(len(tasks))
+        for position in order:
+            task = tasks[position]
+            if (task.key, round_index) in skip:
+                continue
+            module, example_input = task.build()
+            stats = measure_latency(module, example_input, threads=threads, min_run_time=min_run_time)
+            yield ProfileMeasurement(task, round_index, stats)

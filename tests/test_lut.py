@@ -1,0 +1,252 @@
+"""Latency lookup tables: real profiling at 32 px into files, versioning, validation, fingerprints, estimation."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from instanas.errors import ArchitectureError, ForeignLUTError, LUTError
+from instanas.space import (
+    MODULE_NAMES,
+    NUM_CELLS,
+    entry_keys,
+    format_architecture,
+    full_architecture,
+    merge_key,
+    module_key,
+    sample_architectures,
+    smallest_architecture,
+)
+from lut.store import check_fingerprint, list_tables, load_table, save_table, table_versions
+from lut.table import content_hash
+from profiler.fingerprint import fingerprint_id, machine_fingerprint
+
+PROFILE_ARGS = ("--resolution", "32", "--threads", "1", "--min-time", "0.01")
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory, cli):
+    """One real profile at 32 px (two quick rounds) through the CLI, as a user runs it."""
+    store = tmp_path_factory.mktemp("store")
+    result = cli("profile", *PROFILE_ARGS, "--rounds", "2", "--out", str(store))
+    assert result.returncode == 0, result.stderr
+    (path,) = store.glob("*/res32-v1.json")
+    return path
+
+
+def rewrite(source: Path, target: Path, change) -> Path:
+    """Copy a table with ``change`` applied to its JSON, re-hashed so only the change differs."""
+    payload = json.loads(source.read_text())
+    change(payload)
+    payload["content_hash"] = content_hash(payload)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload))
+    return target
+
+
+def test_profile_writes_a_complete_versioned_table(profiled):
+    payload = json.loads(profiled.read_text())
+    assert payload["schema_version"] == 1 and payload["resolution"] == 32 and payload["version"] == 1
+    assert payload["settings"]["threads"] == 1 and payload["settings"]["rounds"] == 2
+    assert payload["fingerprint"]["id"] == fingerprint_id(machine_fingerprint(1)) == profiled.parent.name
+    assert payload["content_hash"].startswith("sha256:")
+    assert sorted(entry["key"] for entry in payload["entries"]) == sorted(entry_keys())
+    assert len(entry_keys()) == 2 + NUM_CELLS * (5 + 4)
+    for entry in payload["entries"]:
+        assert len(entry["round_medians_ms"]) == 2
+        assert entry["median_ms"] > 0 and entry["iqr_ms"] >= 0 and entry["runs"] >= 14
+    assert not list(profiled.parent.glob("*.partial.jsonl")), "the journal is removed once the table is written"
+
+
+def test_table_round_trips(profiled):
+    table = load_table(profiled)
+    assert table.to_dict() == json.loads(profiled.read_text())
+    assert table.resolution == 32 and table.version == 1 and table.threads == 1
+
+
+def test_bigger_modules_cost_more(profiled):
+    """Sanity of real measurements, as ratios within one table: mb5e6 does strictly more work than mb3e3."""
+    table = load_table(profiled)
+    costlier = table.module_ms[:, MODULE_NAMES.index("mb5e6")] > table.module_ms[:, MODULE_NAMES.index("mb3e3")]
+    assert costlier.mean() >= 0.7
+    assert table.estimate(full_architecture()) > 3 * table.estimate(smallest_architecture())
+
+
+def test_new_profile_adds_a_version_and_keeps_the_old(profiled, tmp_path):
+    store = tmp_path / "store"
+    first = load_table(profiled)
+    records = [
+        {**row, "round": 0} for row in first.entries.drop(columns="round_medians_ms").to_dict(orient="records")
+    ]
+    meta = first.meta
+    v1 = save_table(records, resolution=32, fingerprint=meta["fingerprint"], settings=meta["settings"], store=store)
+    v1_bytes = v1.path.read_bytes()
+    v2 = save_table(records, resolution=32, fingerprint=meta["fingerprint"], settings=meta["settings"], store=store)
+    assert (v1.version, v2.version) == (1, 2)
+    assert [version for version, _ in table_versions(store, first.fingerprint_id, 32)] == [1, 2]
+    assert v1.path.read_bytes() == v1_bytes
+    listed = list_tables(store)
+    assert listed["version"].tolist() == [1, 2] and (listed["problem"] == "").all()
+
+
+def test_vectorised_estimate_equals_per_architecture_sum(profiled):
+    table = load_table(profiled)
+    medians = dict(zip(table.entries["key"], table.entries["median_ms"]))
+    archs = sample_architectures(300, keep=np.linspace(0.05, 1.0, 300), seed=4)
+    batch = table.estimate(archs)
+    for arch, estimate in zip(archs, batch):
+        expected = medians["stem"] + medians["head"]
+        for cell, row in enumerate(arch):
+            expected += sum(medians[module_key(cell, MODULE_NAMES[m])] for m in np.flatnonzero(row))
+            if row.sum() >= 2:
+                expected += medians[merge_key(cell, int(row.sum()))]
+        assert estimate == pytest.approx(expected, rel=1e-12)
+        assert table.estimate(arch) == pytest.approx(estimate, rel=1e-12)
+    assert table.estimate(sample_architectures(10_000, seed=0)).shape == (10_000,)
+
+
+def test_estimate_rejects_invalid_architectures(profiled):
+    table = load_table(profiled)
+    archs = sample_architectures(5, seed=1)
+    archs[3, 6] = False
+    with pytest.raises(ArchitectureError, match="architecture 3: cell 6"):
+        table.estimate(archs)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda text: text[: len(text) // 2], "not valid JSON"),
+        (lambda text: text.replace('"median_ms": ', '"median_ms": 1', 1), "content hash does not match"),
+        (lambda text: "[]", "not an instanas latency table"),
+    ],
+)
+def test_corrupt_files_are_refused_naming_the_file(profiled, tmp_path, damage, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(damage(profiled.read_text()))
+    with pytest.raises(LUTError, match=message) as caught:
+        load_table(bad)
+    assert str(bad) in str(caught.value)
+
+
+def test_other_schema_and_missing_entries_are_refused(profiled, tmp_path):
+    newer = rewrite(profiled, tmp_path / "newer.json", lambda payload: payload.update(schema_version=99))
+    with pytest.raises(LUTError, match="schema version 99"):
+        load_table(newer)
+    partial = rewrite(profiled, tmp_path / "partial.json", lambda payload: payload["entries"].pop())
+    with pytest.raises(LUTError, match="entries missing"):
+        load_table(partial)
+    with pytest.raises(LUTError, match="no such LUT file"):
+        load_table(tmp_path / "absent.json")
+
+
+def test_foreign_fingerprint_is_refused_unless_allowed(profiled, tmp_path, cli):
+    def foreign(payload):
+        payload["fingerprint"]["id"] = "0123456789ab"
+
+    other = rewrite(profiled, tmp_path / "foreign.json", foreign)
+    table = load_table(other)
+    with pytest.raises(ForeignLUTError, match="another machine"):
+        check_fingerprint(table, fingerprint_id(machine_fingerprint(1)), allow_foreign=False)
+
+    arch = format_architecture(smallest_architecture())
+    refused = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(other))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--allow-foreign-lut" in refused.stderr and str(other) in refused.stderr
+    allowed = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(other), "--allow-foreign-lut", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stderr.startswith("warning: ") and allowed.stderr.count("\n") == 1
+    assert json.loads(allowed.stdout)["estimate_ms"] == pytest.approx(table.estimate(smallest_architecture()))
+
+
+def test_estimate_cli_finds_this_machines_newest_table(profiled, cli):
+    arch = format_architecture(full_architecture())
+    result = cli("estimate", "-r", "32", "--arch", arch, "--threads", "1", "--out", str(profiled.parents[1]), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["lut"] == str(profiled) and payload["lut_version"] == 1
+    assert payload["estimate_ms"] == pytest.approx(load_table(profiled).estimate(full_architecture()))
+
+
+def test_diff_ranks_the_largest_change_first(profiled, tmp_path, cli):
+    def slow_cell(payload):
+        for entry in payload["entries"]:
+            if entry["key"] == "cell05.mb5e6":
+                entry["median_ms"] *= 3
+
+    slower = rewrite(profiled, tmp_path / "slower.json", slow_cell)
+    result = cli("lut", "diff", str(profiled), str(slower), "--json", "--top", "3")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["worst_entry"] == "cell05.mb5e6"
+    assert payload["worst_change_pct"] == pytest.approx(200)
+    assert payload["median_abs_change_pct"] == 0 and len(payload["changes"]) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["lut", "show", "missing.json"], "missing.json: no such LUT file"),
+        (["profile", "--resolution", "48"], "resolution 48 is not supported"),
+        (["estimate", "-r", "64", "--arch", format_architecture(full_architecture()), "--lut", "LUT"], "not 64 px"),
+        (["estimate", "-r", "32", "--arch", format_architecture(full_architecture()), "--out", "empty"], "no LUT"),
+    ],
+)
+def test_cli_errors_are_one_line(profiled, cli, tmp_path, args, message):
+    args = [str(profiled) if arg == "LUT" else str(tmp_path / arg) if arg in {"missing.json", "empty"} else arg for arg in args]
+    result = cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_killed_profile_resumes_without_losing_or_repeating(tmp_path):
+    """Kill a profile mid-way (SIGKILL: no chance to clean up), resume it, and check every measurement once."""
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "instanas", "profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = store / fingerprint_id(machine_fingerprint(1)) / "res32.partial.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) > 40:
+            break
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = [json.loads(line) for line in journal.read_text().splitlines()[1:] if line.endswith("}")]
+    assert 40 <= len(kept) < len(entry_keys()), "killed before the end"
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    table = load_table(next(store.glob("*/res32-v1.json")))
+    assert sorted(table.entries["key"]) == sorted(entry_keys())
+    assert (table.entries["round_medians_ms"].map(len) == 1).all(), "no entry measured twice"
+    medians = dict(zip(table.entries["key"], table.entries["median_ms"]))
+    for record in kept:
+        assert medians[record["key"]] == record["median_ms"], "finished measurements are kept, not redone"
+    assert not journal.exists()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, cli):
+    store = tmp_path / "store"
+    journal = store / fingerprint_id(machine_fingerprint(1)) / "res32.partial.jsonl"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(json.dumps({"resolution": 32, "rounds": 7}) + "\n")
+    result = cli("profile", *PROFILE_ARGS, "--out", str(store), "--resume")
+    assert result.returncode == 2 and "other settings" in result.stderr
+
+
+def test_fingerprint_fields_and_id():
+    fields = machine_fingerprint(2)
+    for name in ("cpu_model", "physical_cores", "logical_cores", "isa_flags", "threads", "torch_version", "onednn"):
+        assert name in fields
+    assert fingerprint_id(fields) == fingerprint_id(machine_fingerprint(2))
+    assert fingerprint_id(fields) != fingerprint_id(machine_fingerprint(1))
+    assert fingerprint_id(fields | {"os": "elsewhere"}) == fingerprint_id(fields), "OS text does not change latency"
+    assert len(fingerprint_id(fields)) == 12
