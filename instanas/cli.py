@@ -185,7 +185,7 @@ def profile(
 ) -> None:
     """Profile every module of every cell (plus stem, head and per-cell sums) into a new LUT version."""
     resolutions = _parse_resolutions(resolution)
-    from lut.store import ProfileJournal, default_store, save_table
+    from lut.store import default_store, profile_journal, save_table
     from profiler import default_threads
     from profiler.fingerprint import fingerprint_id, machine_fingerprint
     from profiler.space_profile import profile_space
@@ -196,24 +196,29 @@ def profile(
     fingerprint = {"id": fingerprint_id(fields), "fields": fields}
     for res in resolutions:
         settings = {"threads": threads, "min_run_time": min_time, "rounds": rounds, "seed": seed, "batch_size": 1}
-        journal_path = store / fingerprint["id"] / f"res{res}.partial.jsonl"
-        journal = ProfileJournal(journal_path, {"resolution": res, "fingerprint": fingerprint["id"], **settings}, resume)
-        done = journal.finished()
+        journal = profile_journal(store, fingerprint["id"], res, {"resolution": res, **settings}, resume)
+        done = journal.frame()
         started = time.perf_counter()
         try:
             with _progress() as progress:
-                bar = progress.add_task(f"profile {res} px", total=len(entry_keys()) * rounds, completed=len(done), status="")
+                total = len(entry_keys()) * rounds
+                bar = progress.add_task(f"profile {res} px", total=total, completed=len(done), status="")
                 for measurement in profile_space(
-                    res, threads=threads, min_run_time=min_time, rounds=rounds, seed=seed, skip=done
+                    res,
+                    threads=threads,
+                    min_run_time=min_time,
+                    rounds=rounds,
+                    seed=seed,
+                    skip=frozenset(zip(done["key"], done["round"])),
                 ):
                     journal.append(measurement.as_record())
                     status = f"round {measurement.round + 1}/{rounds} {measurement.task.key}"
                     progress.update(bar, advance=1, status=status)
         except KeyboardInterrupt:
-            journal.close(remove=False)
-            typer.echo(f"interrupted: {len(journal.records)} measurements kept in {journal_path}; rerun with --resume", err=True)
+            journal.close()
+            typer.echo(f"interrupted: finished measurements kept in {journal.path}; rerun with --resume", err=True)
             raise typer.Exit(130) from None
-        table = save_table(journal.records, resolution=res, fingerprint=fingerprint, settings=settings, store=store)
+        table = save_table(journal.frame(), resolution=res, fingerprint=fingerprint, settings=settings, store=store)
         journal.close(remove=True)
         typer.echo(
             f"{table.path}: {len(table.entries)} entries at {res} px in {time.perf_counter() - started:.0f} s; "

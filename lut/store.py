@@ -2,7 +2,7 @@
 
 The store is ``lut/tables`` under the working directory, or ``$INSTANAS_LUT_DIR``, or ``--out``. Profiling again
 adds a version; older versions stay. While a profile runs, its finished measurements are appended to
-``res<R>.partial.jsonl`` beside the tables, so an interrupted profile resumes where it stopped.
+``res<R>.partial.csv`` beside the tables (:func:`profile_journal`), so an interrupted profile resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 
 from instanas.atomic import atomic_write
 from instanas.errors import ForeignLUTError, LUTError
+from instanas.journal import CsvJournal
 from lut.table import KIND, SCHEMA_VERSION, LatencyTable, summarise_records
 
 STORE_ENV = "INSTANAS_LUT_DIR"
@@ -39,8 +40,23 @@ def table_versions(store: Path, fingerprint: str, resolution: int) -> list[tuple
     return sorted(found)
 
 
+PROFILE_COLUMNS = ["key", "kind", "cell", "module", "merged", "round", "median_ms", "iqr_ms", "runs", "calls_per_run"]
+
+
+def profile_journal(store: Path, fingerprint: str, resolution: int, settings: dict, resume: bool) -> CsvJournal:
+    """The record of an unfinished profile: one row per finished (entry, round) measurement."""
+    folder = Path(store) / fingerprint
+    return CsvJournal(
+        folder / f"res{resolution}.partial.csv",
+        PROFILE_COLUMNS,
+        settings,
+        folder / f"res{resolution}.partial.json",
+        resume,
+    )
+
+
 def save_table(
-    records: list[dict], *, resolution: int, fingerprint: dict, settings: dict, store: Path
+    records: pd.DataFrame, *, resolution: int, fingerprint: dict, settings: dict, store: Path
 ) -> LatencyTable:
     """Build a table from profiling records and write it as the next version (never over an existing one)."""
     existing = table_versions(store, fingerprint["id"], resolution)
@@ -143,48 +159,3 @@ def list_tables(store: Path) -> pd.DataFrame:
         rows.append(row | {"path": str(path)})
     columns = ["fingerprint", "resolution", "version", "created", "cpu", "threads", "torch", "problem", "path"]
     return pd.DataFrame(rows, columns=columns).sort_values(["fingerprint", "resolution", "version"], ignore_index=True)
-
-
-class ProfileJournal:
-    """Append-only record of finished measurements, so an interrupted profile loses nothing.
-
-    The first line holds the settings; a resumed run must use the same ones. A line cut off by a kill is ignored.
-    """
-
-    def __init__(self, path: Path, header: dict, resume: bool):
-        self.path = Path(path)
-        self.records: list[dict] = []
-        if resume and self.path.exists():
-            lines = self.path.read_text().splitlines()
-            try:
-                saved_header = json.loads(lines[0]) if lines else None
-            except json.JSONDecodeError:
-                saved_header = None
-            if saved_header != header:
-                raise LUTError(
-                    f"{self.path}: the interrupted profile used other settings ({saved_header}); "
-                    "rerun without --resume to start over"
-                )
-            for line in lines[1:]:
-                try:
-                    self.records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break  # the last line of a killed run
-            atomic_write(self.path, "".join(json.dumps(item) + "\n" for item in [header, *self.records]))
-        else:
-            atomic_write(self.path, json.dumps(header) + "\n")
-        self._file = self.path.open("a")
-
-    def finished(self) -> frozenset[tuple[str, int]]:
-        return frozenset((record["key"], record["round"]) for record in self.records)
-
-    def append(self, record: dict) -> None:
-        self.records.append(record)
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self, remove: bool) -> None:
-        self._file.close()
-        if remove:
-            self.path.unlink(missing_ok=True)

@@ -32,9 +32,8 @@ def content_hash(payload: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def summarise_records(records: list[dict]) -> pd.DataFrame:
+def summarise_records(frame: pd.DataFrame) -> pd.DataFrame:
     """Reduce per-round records to one row per entry (median over rounds)."""
-    frame = pd.DataFrame.from_records(records)
     rows = []
     for key, group in frame.sort_values("round").groupby("key", sort=True):
         first = group.iloc[0]
