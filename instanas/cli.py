@@ -52,6 +52,10 @@ LutPath = Annotated[
 AllowForeign = Annotated[
     bool, typer.Option("--allow-foreign-lut", help="Use a LUT profiled on another machine (with a warning).")
 ]
+Mode = Annotated[
+    Optional[str],
+    typer.Option("--mode", help="plain (the paper's sum) or calibrated (default: calibrated when the LUT has it)."),
+]
 lut_app = typer.Typer(help="Inspect stored latency lookup tables.", no_args_is_help=True)
 app.add_typer(lut_app, name="lut")
 
@@ -234,6 +238,7 @@ def estimate(
     lut: LutPath = None,
     out: Store = None,
     threads: Threads = None,
+    mode: Mode = None,
     allow_foreign_lut: AllowForeign = False,
     as_json: AsJson = False,
 ) -> None:
@@ -245,17 +250,138 @@ def estimate(
     table = resolve_table(
         resolution, path=lut, store=out or default_store(), threads=threads, allow_foreign=allow_foreign_lut
     )
+    mode = mode or table.default_mode
     result = {
         "arch": format_architecture(selection),
         "resolution": resolution,
-        "estimate_ms": table.estimate(selection),
+        "mode": mode,
+        "estimate_ms": table.estimate(selection, mode=mode),
         "lut": str(table.path),
         "lut_version": table.version,
     }
     if as_json:
         _emit_json(result)
     else:
-        typer.echo(f"{result['arch']} @ {resolution} px: {result['estimate_ms']:.3f} ms (LUT {table.path})")
+        typer.echo(f"{result['arch']} @ {resolution} px: {result['estimate_ms']:.3f} ms ({mode}, LUT {table.path})")
+
+
+def _run_folder(out: Optional[Path], prefix: str, resume: bool) -> Path:
+    """``--out`` if given; else a new ``runs/<prefix>-<timestamp>``, or with --resume the newest existing one."""
+    if out is not None:
+        return out
+    if resume:
+        existing = sorted(Path("runs").glob(f"{prefix}-*"))
+        if not existing:
+            raise InstaNASError(f"nothing to resume: no runs/{prefix}-* folder here (pass --out)")
+        return existing[-1]
+    return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _measure_children(table, out_dir: Path, label: str, **options) -> dict:
+    """Run a correlation with a progress bar showing the running Pearson r; Ctrl-C keeps finished rows."""
+    from instanas.correlate import CorrelationRun
+
+    run = CorrelationRun(table, out_dir, **options)  # checks settings before anything is shown
+    with _progress() as progress:
+        bar = progress.add_task(label, total=options["n"], completed=len(run.measured), status="")
+
+        def on_row(done: int, total: int, pearson: float) -> None:
+            progress.update(bar, completed=done, status=f"r = {pearson:.4f}")
+
+        try:
+            run.measure(on_row)
+        except KeyboardInterrupt:
+            progress.stop()
+            typer.echo(
+                f"interrupted: finished rows kept in {out_dir / 'results.csv'}; rerun with --resume --out {out_dir}",
+                err=True,
+            )
+            raise typer.Exit(130) from None
+    return run.finish()
+
+
+def _print_agreement(report: dict) -> None:
+    table = Table(title=f"LUT vs measured at {report['resolution']} px ({report['mode']} estimate)", title_justify="left")
+    for column in ("mode", "n", "Pearson", "Spearman", "Kendall", "RMSE ms", "MAPE %", "±5 %", "±10 %", "fit"):
+        table.add_column(column, justify="right")
+    for mode, numbers in report["by_mode"].items():
+        table.add_row(
+            mode,
+            str(numbers["n"]),
+            f"{numbers['pearson']:.4f}",
+            f"{numbers['spearman']:.4f}",
+            f"{numbers['kendall']:.4f}",
+            f"{numbers['rmse_ms']:.3f}",
+            f"{numbers['mape_pct']:.2f}",
+            f"{100 * numbers['within_5pct']:.1f} %",
+            f"{100 * numbers['within_10pct']:.1f} %",
+            f"{numbers['slope']:.3f}x + {numbers['intercept']:.2f}",
+        )
+    console.print(table)
+
+
+@app.command()
+def correlate(
+    resolution: Resolution,
+    n: Annotated[int, typer.Option("-n", min=3, help="How many sampled architectures to measure.")] = 10_000,
+    lut: LutPath = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampled architectures.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/correlate-R-<time>).")] = None,
+    threads: Threads = None,
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per child.")] = 0.1,
+    mode: Mode = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
+    allow_foreign_lut: AllowForeign = False,
+) -> None:
+    """Validate the LUT: estimate vs measured latency of N sampled children; writes results.csv, report.json, scatter.png."""
+    from lut.store import default_store, resolve_table
+
+    search_space(resolution)
+    table = resolve_table(resolution, path=lut, store=default_store(), threads=threads, allow_foreign=allow_foreign_lut)
+    if threads is not None and threads != table.threads:
+        raise InstaNASError(f"{table.path} was profiled with {table.threads} threads, not {threads}")
+    out_dir = _run_folder(out, f"correlate-{resolution}", resume)
+    options = {"n": n, "seed": seed, "min_run_time": min_time, "mode": mode or table.default_mode, "resume": resume}
+    report = _measure_children(table, out_dir, f"correlate {resolution} px", **options)
+    _print_agreement(report)
+    typer.echo(f"results: {out_dir / 'results.csv'}\nreport: {out_dir / 'report.json'}\nplot: {out_dir / 'scatter.png'}")
+
+
+@app.command()
+def calibrate(
+    resolution: Resolution,
+    n: Annotated[int, typer.Option("-n", min=10, help="How many children to measure for the fit.")] = 300,
+    lut: LutPath = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration children.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Measurement folder (default runs/calibrate-R-<time>).")] = None,
+    store: Annotated[
+        Optional[Path], typer.Option("--store", help="LUT store to add the calibrated version to (default as profile).")
+    ] = None,
+    threads: Threads = None,
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per child.")] = 0.1,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
+) -> None:
+    """Fit the per-module and per-network costs isolated profiling misses; store them as a new LUT version.
+
+    The calibration children come from another random stream than `correlate`'s, so they stay apart from the
+    validation set.
+    """
+    from instanas.correlate import CALIBRATION_STREAM, calibration_from_results
+    from lut.store import default_store, resolve_table, save_calibrated
+
+    search_space(resolution)
+    store = store or default_store()
+    table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False)
+    out_dir = _run_folder(out, f"calibrate-{resolution}", resume)
+    options = {"n": n, "seed": seed + CALIBRATION_STREAM, "min_run_time": min_time, "mode": "plain", "resume": resume}
+    report = _measure_children(table, out_dir, f"calibrate {resolution} px", **options)
+    calibration = calibration_from_results(out_dir / "results.csv") | {"measurements": str(out_dir)}
+    calibrated = save_calibrated(table, calibration, store)
+    typer.echo(
+        f"{calibrated.path}: scale {calibration['scale']:.3f}, per module {calibration['per_module_ms']:.4f} ms, "
+        f"per network {calibration['per_network_ms']:.3f} ms (fitted on {calibration['children']} children; "
+        f"plain sum there: Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %)"
+    )
 
 
 @lut_app.command("list")

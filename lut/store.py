@@ -55,25 +55,37 @@ def profile_journal(store: Path, fingerprint: str, resolution: int, settings: di
     )
 
 
+def _write_new_version(meta: dict, entries: pd.DataFrame, store: Path) -> LatencyTable:
+    """Write a table as the next version of its machine and resolution; never over an existing one."""
+    fingerprint, resolution = meta["fingerprint"]["id"], meta["resolution"]
+    existing = table_versions(store, fingerprint, resolution)
+    version = existing[-1][0] + 1 if existing else 1
+    meta = meta | {"version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    path = Path(store) / fingerprint / f"res{resolution}-v{version}.json"
+    table = LatencyTable(meta, entries, path)
+    atomic_write(path, json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n")
+    return table
+
+
 def save_table(
     records: pd.DataFrame, *, resolution: int, fingerprint: dict, settings: dict, store: Path
 ) -> LatencyTable:
-    """Build a table from profiling records and write it as the next version (never over an existing one)."""
-    existing = table_versions(store, fingerprint["id"], resolution)
-    version = existing[-1][0] + 1 if existing else 1
+    """Build a table from profiling records (one row per entry and round) and store it as a new version."""
     meta = {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
-        "version": version,
         "resolution": resolution,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "fingerprint": fingerprint,
         "settings": settings,
     }
-    path = Path(store) / fingerprint["id"] / f"res{resolution}-v{version}.json"
-    table = LatencyTable(meta, summarise_records(records), path)
-    atomic_write(path, json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n")
-    return table
+    return _write_new_version(meta, summarise_records(records), store)
+
+
+def save_calibrated(table: LatencyTable, calibration: dict, store: Path) -> LatencyTable:
+    """Store ``table``'s entries with a fitted calibration as a new version that names the one it came from."""
+    derived_from = {"version": table.version, "content_hash": table.content_hash}
+    meta = table.meta | {"calibration": calibration, "derived_from": derived_from}
+    return _write_new_version(meta, table.entries, store)
 
 
 def load_table(path: str | os.PathLike) -> LatencyTable:

@@ -23,6 +23,8 @@ SCHEMA_VERSION = 1
 KIND = "instanas-latency-lut"
 ENTRY_COLUMNS = ["key", "kind", "cell", "module", "merged", "median_ms", "iqr_ms", "runs", "round_medians_ms"]
 _META_KEYS = ("schema_version", "kind", "version", "resolution", "created", "fingerprint", "settings")
+_OPTIONAL_META_KEYS = ("calibration", "derived_from")
+MODES = ("plain", "calibrated")
 
 
 def content_hash(payload: dict) -> str:
@@ -96,9 +98,29 @@ class LatencyTable:
     def describe(self) -> str:
         return f"{self.path or 'LUT'} (res {self.resolution}, v{self.version}, fingerprint {self.fingerprint_id})"
 
+    @property
+    def content_hash(self) -> str:
+        return self.to_dict()["content_hash"]
+
+    @property
+    def calibration(self) -> dict | None:
+        return self.meta.get("calibration")
+
+    @property
+    def default_mode(self) -> str:
+        return "calibrated" if self.calibration else "plain"
+
     # -- estimate -----------------------------------------------------------------------------------------------
-    def estimate(self, archs: np.ndarray) -> np.ndarray | float:
-        """Estimated latency in ms of one ``(17, 5)`` architecture or a batch ``(N, 17, 5)``, in one numpy pass."""
+    def estimate(self, archs: np.ndarray, mode: str = "plain") -> np.ndarray | float:
+        """Estimated latency in ms of one ``(17, 5)`` architecture or a batch ``(N, 17, 5)``, in one numpy pass.
+
+        ``plain`` is the paper's sum of entries; ``calibrated`` corrects it with the table's fitted calibration
+        (``scale · plain + per_module_ms · modules executed + per_network_ms``).
+        """
+        if mode not in MODES:
+            raise LUTError(f"unknown estimate mode {mode!r} (choose {' or '.join(MODES)})")
+        if mode == "calibrated" and not self.calibration:
+            raise LUTError(f"{self._name()}: has no calibration; run `instanas calibrate` to add one")
         archs = np.asarray(archs, dtype=bool)
         single = archs.ndim == 2
         batch = archs[None] if single else archs
@@ -112,12 +134,16 @@ class LatencyTable:
         modules = batch.reshape(len(batch), -1) @ self.module_ms.reshape(-1)
         merges = self.merge_ms[np.arange(NUM_CELLS), counts].sum(axis=1)
         total = self.fixed_ms + modules + merges
+        if mode == "calibrated":
+            fit = self.calibration
+            total = fit["scale"] * total + fit["per_module_ms"] * counts.sum(axis=1) + fit["per_network_ms"]
         return float(total[0]) if single else total
 
     # -- serialisation ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         entries = self.entries.astype(object).where(self.entries.notna(), None).to_dict(orient="records")
-        payload = {**{key: self.meta[key] for key in _META_KEYS}, "entries": entries}
+        payload = {key: self.meta[key] for key in (*_META_KEYS, *_OPTIONAL_META_KEYS) if key in self.meta}
+        payload["entries"] = entries
         payload["content_hash"] = content_hash(payload)
         return payload
 
@@ -142,7 +168,24 @@ class LatencyTable:
                 raise ValueError("negative or missing latency")
         except (TypeError, ValueError) as error:
             raise LUTError(f"{name}: malformed entries ({error})") from None
-        return cls({key: payload[key] for key in _META_KEYS}, entries, path)
+        meta = {key: payload[key] for key in (*_META_KEYS, *_OPTIONAL_META_KEYS) if key in payload}
+        return cls(meta, entries, path)
+
+
+def fit_calibration(plain_ms: np.ndarray, modules_executed: np.ndarray, measured_ms: np.ndarray) -> dict:
+    """Least-squares ``measured ≈ scale · plain + per_module_ms · modules + per_network_ms``.
+
+    What isolated module timing misses: per-module cost inside a network (call overhead, weights and activations not
+    in cache) and a fixed per-network cost; ``scale`` absorbs a uniform speed difference.
+    """
+    design = np.column_stack([plain_ms, modules_executed, np.ones(len(plain_ms))])
+    (scale, per_module, per_network), *_ = np.linalg.lstsq(design, measured_ms, rcond=None)
+    return {
+        "scale": float(scale),
+        "per_module_ms": float(per_module),
+        "per_network_ms": float(per_network),
+        "children": int(len(measured_ms)),
+    }
 
 
 def compare_tables(before: LatencyTable, after: LatencyTable) -> pd.DataFrame:

@@ -69,7 +69,9 @@ def measure_latency(
     when ``min_run_time`` is too short for ``min_runs`` such blocks. Blocks are
     taken for at least ``min_run_time`` s and ``min_runs`` blocks, then until IQR/median < ``iqr_threshold`` or
     ``max_run_time`` (default 5 × ``min_run_time``) is spent; on a noisy machine the IQR then says how far to trust
-    the median. torch's own ``*_autorange`` sizes blocks for 0.01 % overhead, which for a 30 µs module means
+    the median. Blocks are taken with the Timer's own block loop (``_timeit``) because the public ``timeit``
+    precedes every block with max(n/100, 2) warm-up calls, tripling the wall time of one-call blocks; where a
+    future torch lacks it, the public call is used. torch's own ``*_autorange`` sizes blocks for 0.01 % overhead, which for a 30 µs module means
     0.3 s blocks and three samples a second: too few for a median and an IQR.
     """
     threads = threads or default_threads()
@@ -77,12 +79,13 @@ def measure_latency(
     module.eval()
     timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": example_input}, num_threads=threads)
     with torch_threads(threads), torch.inference_mode():
-        warmup = timer.timeit(3)  # the first calls pick kernels and fill caches
+        warmup = timer.timeit(1)  # two warm-up calls and one timed: kernels are picked, caches filled
         block_time = min(block_time, min_run_time / min_runs)  # a short budget still gets min_runs blocks
         calls_per_run = max(1, round(block_time / warmup.median))
+        block_seconds = getattr(timer, "_timeit", None) or (lambda number: timer.timeit(number).raw_times[0])
         times: list[float] = []  # seconds per call, one entry per block
         while True:
-            times.append(timer.timeit(calls_per_run).median)
+            times.append(block_seconds(calls_per_run) / calls_per_run)
             spent = sum(times) * calls_per_run
             if len(times) < min_runs or spent < min_run_time:
                 continue

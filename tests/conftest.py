@@ -21,3 +21,16 @@ def run_cli(*args: str, cwd=None, env_extra: dict | None = None, timeout: float 
 @pytest.fixture(scope="session")
 def cli():
     return run_cli
+
+
+PROFILE_ARGS = ("--resolution", "32", "--threads", "1", "--min-time", "0.01")
+
+
+@pytest.fixture(scope="session")
+def profiled(tmp_path_factory, cli):
+    """One real profile at 32 px (two quick rounds, one thread) through the CLI, as a user runs it: its LUT file."""
+    store = tmp_path_factory.mktemp("store")
+    result = cli("profile", *PROFILE_ARGS, "--rounds", "2", "--out", str(store))
+    assert result.returncode == 0, result.stderr
+    (path,) = store.glob("*/res32-v1.json")
+    return path

@@ -28,17 +28,7 @@ from lut.store import check_fingerprint, list_tables, load_table, save_table, ta
 from lut.table import content_hash
 from profiler.fingerprint import fingerprint_id, machine_fingerprint
 
-PROFILE_ARGS = ("--resolution", "32", "--threads", "1", "--min-time", "0.01")
-
-
-@pytest.fixture(scope="module")
-def profiled(tmp_path_factory, cli):
-    """One real profile at 32 px (two quick rounds) through the CLI, as a user runs it."""
-    store = tmp_path_factory.mktemp("store")
-    result = cli("profile", *PROFILE_ARGS, "--rounds", "2", "--out", str(store))
-    assert result.returncode == 0, result.stderr
-    (path,) = store.glob("*/res32-v1.json")
-    return path
+from conftest import PROFILE_ARGS
 
 
 def rewrite(source: Path, target: Path, change) -> Path:
