@@ -4,7 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install clean
+# pytest-benchmark: the baseline is committed under bench/baseline/<machine-id>/; a check fails when a benchmark's
+# median is more than 50 % slower than the baseline's (a 2x slowdown fails, this machine's noise does not).
+BENCH := $(BIN)/python -m pytest bench -q --benchmark-only --benchmark-storage=file://bench/baseline \
+	--benchmark-min-rounds=5 --benchmark-max-time=0.5 --benchmark-warmup=on --benchmark-sort=fullname \
+	--benchmark-columns=min,median,iqr,rounds
+BENCH_FAIL ?= median:50%
+
+.PHONY: run test install clean bench-check bench-baseline
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +28,15 @@ run: $(STAMP)
 ## The unit tests (CPU, a few minutes).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+## Re-run the benchmarks and compare with the committed baseline; fails naming any benchmark past BENCH_FAIL.
+bench-check: $(STAMP)
+	$(BENCH) --benchmark-compare --benchmark-compare-fail=$(BENCH_FAIL)
+
+## Replace the committed baseline with a fresh run on this machine (commit bench/baseline afterwards).
+bench-baseline: $(STAMP)
+	rm -rf bench/baseline
+	$(BENCH) --benchmark-save=baseline
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

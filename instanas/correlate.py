@@ -1,10 +1,11 @@
 """LUT estimate vs. measured latency of sampled children (paper §4.1, Figure 4).
 
 Children are sampled with a keep probability drawn per child, so cheap and rich networks are both represented; each
-is built with only its selected modules and timed with the same harness as the profile. Rows are appended to
-``results.csv`` as they are measured, so a killed run resumes without losing or repeating a measurement.
-Guards for a noisy machine: a child whose timing spread is large is measured again (the steadier run is kept), and a
-fixed reference network (MobileNetV2-like) is re-measured every ``reference_every`` children to expose drift.
+is built with only its selected modules and timed as the profile times its entries: in blocks alternating with the
+reference network. Its ``measured_ms`` is that ratio times the LUT's reference anchor (milliseconds at the machine's
+typical speed while profiling), and its raw median is kept as ``raw_ms``: the report gives both. A child whose ratio
+spread is large is measured again, the steadier run kept. Rows are appended to ``results.csv`` as they are measured,
+so a killed run resumes without losing or repeating a measurement.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
 from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture, sample_architectures
 from lut.table import fit_calibration
-from profiler.timing import LatencyStats, measure_latency
+from profiler.timing import PairedStats, measure_paired
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
-RESULT_COLUMNS = ["index", "arch", "keep", "estimate_ms", "measured_ms", "iqr_ms", "runs", "attempts"]
-REFERENCE_COLUMNS = ["after", "measured_ms", "iqr_ms"]
+RESULT_COLUMNS = [
+    "index", "arch", "keep", "estimate_ms", "measured_ms", "raw_ms", "reference_ms", "ratio_iqr", "runs", "attempts",
+]
 
 
 def correlation_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -43,33 +45,34 @@ def correlation_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 @dataclass(frozen=True)
 class ChildTiming:
     index: int
-    stats: LatencyStats
+    stats: PairedStats
     attempts: int
 
 
 class ChildTimer:
-    """Builds and times children of one meta-graph with fixed settings."""
+    """Builds children of one meta-graph and times each against the reference network."""
 
     def __init__(self, resolution: int, *, threads: int, min_run_time: float, remeasure_iqr: float, seed: int = 0):
         torch.manual_seed(seed)
         self.graph = MetaGraph(resolution).eval()
+        self.reference = self.graph.child(mobilenetv2_architecture())
         self.input = torch.randn(1, 3, resolution, resolution)
         self.threads, self.min_run_time, self.remeasure_iqr = threads, min_run_time, remeasure_iqr
 
-    def _measure(self, arch: np.ndarray) -> LatencyStats:
-        return measure_latency(self.graph.child(arch), self.input, threads=self.threads, min_run_time=self.min_run_time)
+    def _measure(self, arch: np.ndarray) -> PairedStats:
+        child = self.graph.child(arch)
+        return measure_paired(
+            child, self.input, self.reference, self.input, threads=self.threads, min_run_time=self.min_run_time
+        )
 
     def time(self, index: int, arch: np.ndarray) -> ChildTiming:
-        """Measure once; if IQR/median exceeds ``remeasure_iqr``, measure again and keep the steadier result."""
+        """Measure once; if the ratio's IQR exceeds ``remeasure_iqr`` of it, again, keeping the steadier result."""
         first = self._measure(arch)
-        if first.iqr_ms <= self.remeasure_iqr * first.median_ms:
+        if first.ratio_iqr <= self.remeasure_iqr * first.ratio:
             return ChildTiming(index, first, 1)
         second = self._measure(arch)
-        steadier = min(first, second, key=lambda result: result.iqr_ms / result.median_ms)
+        steadier = min(first, second, key=lambda result: result.ratio_iqr / result.ratio)
         return ChildTiming(index, steadier, 2)
-
-    def reference(self) -> LatencyStats:
-        return self._measure(mobilenetv2_architecture())
 
     def run(self, archs: np.ndarray, indices: list[int]) -> Iterator[ChildTiming]:
         for index in indices:
@@ -154,10 +157,8 @@ class CorrelationRun:
         mode: str,
         resume: bool,
         remeasure_iqr: float = 0.2,
-        reference_every: int = 250,
     ):
         self.table, self.out_dir, self.n, self.mode = table, Path(out_dir), n, mode
-        self.reference_every = reference_every
         self.settings = {
             "resolution": table.resolution,
             "n": n,
@@ -165,17 +166,14 @@ class CorrelationRun:
             "threads": table.threads,
             "min_run_time": min_run_time,
             "remeasure_iqr": remeasure_iqr,
-            "reference_every": reference_every,
             "mode": mode,
             "lut": str(table.path),
             "lut_hash": table.content_hash,
         }
         self.archs, self.keep = correlation_sample(n, seed)
         self.estimates = table.estimate(self.archs, mode=mode)
-        settings_path = self.out_dir / "run.json"
-        self.results = CsvJournal(self.out_dir / "results.csv", RESULT_COLUMNS, self.settings, settings_path, resume)
-        self.references = CsvJournal(
-            self.out_dir / "reference.csv", REFERENCE_COLUMNS, self.settings, settings_path, resume
+        self.results = CsvJournal(
+            self.out_dir / "results.csv", RESULT_COLUMNS, self.settings, self.out_dir / "run.json", resume
         )
         done = self.results.frame()
         self.measured = dict(zip(done["index"], done["measured_ms"]))
@@ -196,7 +194,6 @@ class CorrelationRun:
         finally:
             self.wall_s += time.perf_counter() - started
             self.results.close()
-            self.references.close()
 
     def _record(self, timing: ChildTiming) -> None:
         i = timing.index
@@ -206,18 +203,15 @@ class CorrelationRun:
                 "arch": format_architecture(self.archs[i]),
                 "keep": round(float(self.keep[i]), 4),
                 "estimate_ms": float(self.estimates[i]),
-                "measured_ms": timing.stats.median_ms,
-                "iqr_ms": timing.stats.iqr_ms,
+                "measured_ms": timing.stats.ratio * self.table.anchor_ms,
+                "raw_ms": timing.stats.median_ms,
+                "reference_ms": timing.stats.reference_ms,
+                "ratio_iqr": timing.stats.ratio_iqr,
                 "runs": timing.stats.runs,
                 "attempts": timing.attempts,
             }
         )
-        self.measured[i] = timing.stats.median_ms
-        if len(self.measured) % self.reference_every == 0:
-            reference = self.timer.reference()
-            self.references.append(
-                {"after": len(self.measured), "measured_ms": reference.median_ms, "iqr_ms": reference.iqr_ms}
-            )
+        self.measured[i] = timing.stats.ratio * self.table.anchor_ms
 
     def _running_pearson(self) -> float:
         if len(self.measured) < 3:
@@ -237,20 +231,17 @@ class CorrelationRun:
             "mode": self.mode,
             **by_mode[self.mode],
             "by_mode": by_mode,
+            "raw": agreement(table.estimate(archs, mode=self.mode), frame["raw_ms"]),
             "remeasured": int((frame["attempts"] > 1).sum()),
             "lut": {"path": str(table.path), "version": table.version, "content_hash": table.content_hash},
             "fingerprint": table.meta["fingerprint"],
             "settings": self.settings,
             "measure_wall_s_this_session": round(self.wall_s, 1),
         }
-        references = pd.read_csv(self.out_dir / "reference.csv")["measured_ms"]
-        if len(references):
-            report["reference_drift"] = {
-                "measurements": int(len(references)),
-                "min_ms": float(references.min()),
-                "max_ms": float(references.max()),
-                "max_over_min": float(references.max() / references.min()),
-            }
+        report["reference_ms"] = {
+            "lut_anchor": table.anchor_ms,
+            "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
+        }
         atomic_write(self.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
         scatter_plot(frame, report, self.out_dir / "scatter.png")
         return report

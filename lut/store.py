@@ -40,7 +40,10 @@ def table_versions(store: Path, fingerprint: str, resolution: int) -> list[tuple
     return sorted(found)
 
 
-PROFILE_COLUMNS = ["key", "kind", "cell", "module", "merged", "round", "median_ms", "iqr_ms", "runs", "calls_per_run"]
+PROFILE_COLUMNS = [
+    "key", "kind", "cell", "module", "merged", "round",
+    "median_ms", "iqr_ms", "ratio", "ratio_iqr", "reference_ms", "runs", "calls_per_run",
+]
 
 
 def profile_journal(store: Path, fingerprint: str, resolution: int, settings: dict, resume: bool) -> CsvJournal:
@@ -71,14 +74,16 @@ def save_table(
     records: pd.DataFrame, *, resolution: int, fingerprint: dict, settings: dict, store: Path
 ) -> LatencyTable:
     """Build a table from profiling records (one row per entry and round) and store it as a new version."""
+    entries, reference = summarise_records(records)
     meta = {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
         "resolution": resolution,
         "fingerprint": fingerprint,
         "settings": settings,
+        "reference": reference,
     }
-    return _write_new_version(meta, summarise_records(records), store)
+    return _write_new_version(meta, entries, store)
 
 
 def save_calibrated(table: LatencyTable, calibration: dict, store: Path) -> LatencyTable:

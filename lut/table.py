@@ -1,8 +1,10 @@
 """One latency lookup table: its schema, its content hash, and the estimate it gives.
 
-A table is built from profiling records (plain dicts: one measurement of one entry in one round). Per entry it keeps
-the median over rounds of each round's median, the median IQR, and every round's median (the spread tells how much
-the machine drifted). The estimate of an architecture is the sum of what it executes::
+A table is built from profiling records (one measurement of one entry in one round). Each record holds the entry's
+ratio to the reference network timed beside it; the table's ``reference.anchor_ms`` is the median reference latency
+over the whole profile, and an entry's ``median_ms`` is its median ratio over rounds times that anchor: the latency
+at the machine's typical speed during profiling. The raw median is kept as ``raw_median_ms``. The estimate of an
+architecture is the sum of what it executes::
 
     stem + head + Σ selected modules + Σ over cells selecting k ≥ 2 modules of sum_k(cell)
 """
@@ -17,12 +19,23 @@ import numpy as np
 import pandas as pd
 
 from instanas.errors import ArchitectureError, LUTError
-from instanas.space import ARCH_SHAPE, MODULE_NAMES, NUM_CELLS, NUM_MODULES, REQUIRED_CELLS, entry_keys
+from instanas.space import (
+    ARCH_SHAPE,
+    MODULE_NAMES,
+    NUM_CELLS,
+    NUM_MODULES,
+    REQUIRED_CELLS,
+    entry_keys,
+    format_architecture,
+    mobilenetv2_architecture,
+)
 
 SCHEMA_VERSION = 1
 KIND = "instanas-latency-lut"
-ENTRY_COLUMNS = ["key", "kind", "cell", "module", "merged", "median_ms", "iqr_ms", "runs", "round_medians_ms"]
-_META_KEYS = ("schema_version", "kind", "version", "resolution", "created", "fingerprint", "settings")
+ENTRY_COLUMNS = [
+    "key", "kind", "cell", "module", "merged", "median_ms", "iqr_ms", "raw_median_ms", "runs", "round_medians_ms",
+]
+_META_KEYS = ("schema_version", "kind", "version", "resolution", "created", "fingerprint", "settings", "reference")
 _OPTIONAL_META_KEYS = ("calibration", "derived_from")
 MODES = ("plain", "calibrated")
 
@@ -34,8 +47,9 @@ def content_hash(payload: dict) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def summarise_records(frame: pd.DataFrame) -> pd.DataFrame:
-    """Reduce per-round records to one row per entry (median over rounds)."""
+def summarise_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Reduce per-round records to one row per entry, in milliseconds at the profile's typical speed."""
+    anchor = float(frame["reference_ms"].median())
     rows = []
     for key, group in frame.sort_values("round").groupby("key", sort=True):
         first = group.iloc[0]
@@ -46,13 +60,19 @@ def summarise_records(frame: pd.DataFrame) -> pd.DataFrame:
                 "cell": None if pd.isna(first["cell"]) else int(first["cell"]),
                 "module": first["module"] if isinstance(first["module"], str) else None,
                 "merged": None if pd.isna(first["merged"]) else int(first["merged"]),
-                "median_ms": float(group["median_ms"].median()),
-                "iqr_ms": float(group["iqr_ms"].median()),
+                "median_ms": float(group["ratio"].median()) * anchor,
+                "iqr_ms": float(group["ratio_iqr"].median()) * anchor,
+                "raw_median_ms": float(group["median_ms"].median()),
                 "runs": int(group["runs"].sum()),
-                "round_medians_ms": [float(value) for value in group["median_ms"]],
+                "round_medians_ms": [float(value) * anchor for value in group["ratio"]],
             }
         )
-    return pd.DataFrame(rows, columns=ENTRY_COLUMNS)
+    reference = {
+        "arch": format_architecture(mobilenetv2_architecture()),
+        "anchor_ms": anchor,
+        "spread_ms": [float(value) for value in np.percentile(frame["reference_ms"], [5, 95])],
+    }
+    return pd.DataFrame(rows, columns=ENTRY_COLUMNS), reference
 
 
 class LatencyTable:
@@ -101,6 +121,11 @@ class LatencyTable:
     @property
     def content_hash(self) -> str:
         return self.to_dict()["content_hash"]
+
+    @property
+    def anchor_ms(self) -> float:
+        """The reference network's median latency while profiling: converts ratios to milliseconds."""
+        return self.meta["reference"]["anchor_ms"]
 
     @property
     def calibration(self) -> dict | None:

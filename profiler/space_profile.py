@@ -4,8 +4,9 @@ The entries: the stem, each cell's five modules (their own identity shortcut inc
 module outputs in each cell, and the head. An architecture runs the stem, its selected modules, one k-way sum per
 cell that selects k ≥ 2 modules, and the head, so its estimate is the sum of exactly those entries.
 
-Entries are measured in rounds, each round in a fresh random order, so slow drift of the machine spreads over all
-entries instead of biasing the ones measured last; the table keeps every round's median.
+Each entry is timed in blocks alternating with blocks of a reference network (the MobileNetV2-like child at the
+same resolution), so what is recorded is mostly the ratio of the two, which the machine's changing speed does not
+move. Entries are measured in rounds, each round in a fresh random order; the table keeps every round's value.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from instanas.metagraph import MetaGraph
-from instanas.space import MAX_MERGED, MODULE_NAMES, merge_key, module_key
-from profiler.timing import LatencyStats, measure_latency
+from instanas.space import MAX_MERGED, MODULE_NAMES, merge_key, mobilenetv2_architecture, module_key
+from profiler.timing import PairedStats, measure_paired
 
 
 class OutputSum(nn.Module):
@@ -48,7 +49,7 @@ class ProfileTask:
 class ProfileMeasurement:
     task: ProfileTask
     round: int
-    stats: LatencyStats
+    stats: PairedStats
 
     def as_record(self) -> dict:
         """A plain, JSON-ready record of this measurement."""
@@ -116,6 +117,8 @@ def profile_space(
     torch.manual_seed(seed)
     graph = MetaGraph(resolution, num_classes).eval()
     tasks = profile_tasks(graph)
+    reference = graph.child(mobilenetv2_architecture())
+    image = torch.randn(1, 3, resolution, resolution)
     for round_index in range(rounds):
         order = np.random.default_rng([seed, round_index]).permutation(len(tasks))
         for position in order:
@@ -123,5 +126,5 @@ def profile_space(
             if (task.key, round_index) in skip:
                 continue
             module, example_input = task.build()
-            stats = measure_latency(module, example_input, threads=threads, min_run_time=min_run_time)
+            stats = measure_paired(module, example_input, reference, image, threads=threads, min_run_time=min_run_time)
             yield ProfileMeasurement(task, round_index, stats)

@@ -1,8 +1,9 @@
 """How latency is measured: batch-1 CPU inference timed with ``torch.utils.benchmark``.
 
-Every figure the suite reports comes from :func:`measure_latency`, so module profiles, child measurements and
-benchmarks are comparable: eval mode, ``torch.inference_mode()``, a fixed thread count, warm-up before timing
-(oneDNN picks its kernels on the first calls), and the median with its IQR over timed blocks.
+Every figure the suite reports comes from :func:`measure_latency` (raw latency) or :func:`measure_paired` (latency
+relative to a reference network timed in alternating blocks, which cancels the machine's changing speed). Both use
+the same blocks: eval mode, ``torch.inference_mode()``, a fixed thread count, warm-up before timing (oneDNN picks
+its kernels on the first calls), and the median with its IQR over timed blocks.
 """
 
 from __future__ import annotations
@@ -52,9 +53,51 @@ def torch_threads(threads: int):
         torch.set_num_threads(previous)
 
 
+class _Blocks:
+    """Times blocks of calls of one module: warm-up, then blocks sized to about ``block_time`` seconds each.
+
+    Blocks are taken with the Timer's own block loop (``_timeit``) because the public ``timeit`` precedes every block
+    with max(n/100, 2) warm-up calls, tripling the wall time of one-call blocks; where a future torch lacks it, the
+    public call is used.
+    """
+
+    def __init__(self, module: nn.Module, example_input, threads: int, block_time: float):
+        module.eval()
+        timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": example_input}, num_threads=threads)
+        warmup = timer.timeit(1)  # two warm-up calls and one timed: kernels are picked, caches filled
+        self.calls = max(1, round(block_time / warmup.median))
+        self._seconds = getattr(timer, "_timeit", None) or (lambda number: timer.timeit(number).raw_times[0])
+
+    def per_call(self) -> tuple[float, float]:
+        """Seconds per call in one block, and the block's wall time."""
+        seconds = self._seconds(self.calls)
+        return seconds / self.calls, seconds
+
+
+def _collect(take, *, min_run_time: float, max_run_time: float, iqr_threshold: float, min_runs: int) -> np.ndarray:
+    """Call ``take() -> (value, seconds)`` for at least ``min_runs`` samples and ``min_run_time`` s, then until the
+    values' IQR/median < ``iqr_threshold`` or ``max_run_time`` s are spent; return the values."""
+    values: list[float] = []
+    spent = 0.0
+    while True:
+        value, seconds = take()
+        values.append(value)
+        spent += seconds
+        if len(values) < min_runs or spent < min_run_time:
+            continue
+        low, median, high = np.percentile(values, [25, 50, 75])
+        if (high - low) / median < iqr_threshold or spent >= max_run_time:
+            return np.array(values)
+
+
+def _quartiles_ms(values: np.ndarray) -> tuple[float, float]:
+    low, median, high = np.percentile(values, [25, 50, 75])
+    return float(median) * 1e3, float(high - low) * 1e3
+
+
 def measure_latency(
     module: nn.Module,
-    example_input: torch.Tensor,
+    example_input,
     *,
     threads: int | None = None,
     min_run_time: float = 0.5,
@@ -63,38 +106,93 @@ def measure_latency(
     block_time: float = 0.02,
     min_runs: int = 7,
 ) -> LatencyStats:
-    """Time ``module(example_input)``: warm up, then time blocks of calls with ``Timer.timeit``.
+    """Time ``module(example_input)`` in blocks of calls (``torch.utils.benchmark.Timer``).
 
-    Each block holds enough calls to last about ``block_time`` s (timer overhead stays well under 0.1 %), or less
-    when ``min_run_time`` is too short for ``min_runs`` such blocks. Blocks are
+    Blocks last about ``block_time`` s (less when ``min_run_time`` is too short for ``min_runs`` such blocks). They are
     taken for at least ``min_run_time`` s and ``min_runs`` blocks, then until IQR/median < ``iqr_threshold`` or
-    ``max_run_time`` (default 5 × ``min_run_time``) is spent; on a noisy machine the IQR then says how far to trust
-    the median. Blocks are taken with the Timer's own block loop (``_timeit``) because the public ``timeit``
-    precedes every block with max(n/100, 2) warm-up calls, tripling the wall time of one-call blocks; where a
-    future torch lacks it, the public call is used. torch's own ``*_autorange`` sizes blocks for 0.01 % overhead, which for a 30 µs module means
-    0.3 s blocks and three samples a second: too few for a median and an IQR.
+    ``max_run_time`` (default 5 × ``min_run_time``) is spent; on a noisy machine the IQR says how far to trust the
+    median. torch's own ``*_autorange`` sizes blocks for 0.01 % timer overhead, which for a 30 µs module means 0.3 s
+    blocks and three samples a second: too few for a median and an IQR.
     """
     threads = threads or default_threads()
-    max_run_time = max_run_time or 5 * min_run_time
-    module.eval()
-    timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": example_input}, num_threads=threads)
+    block_time = min(block_time, min_run_time / min_runs)
     with torch_threads(threads), torch.inference_mode():
-        warmup = timer.timeit(1)  # two warm-up calls and one timed: kernels are picked, caches filled
-        block_time = min(block_time, min_run_time / min_runs)  # a short budget still gets min_runs blocks
-        calls_per_run = max(1, round(block_time / warmup.median))
-        block_seconds = getattr(timer, "_timeit", None) or (lambda number: timer.timeit(number).raw_times[0])
-        times: list[float] = []  # seconds per call, one entry per block
-        while True:
-            times.append(block_seconds(calls_per_run) / calls_per_run)
-            spent = sum(times) * calls_per_run
-            if len(times) < min_runs or spent < min_run_time:
-                continue
-            quartiles = np.percentile(times, [25, 50, 75])
-            if (quartiles[2] - quartiles[0]) / quartiles[1] < iqr_threshold or spent >= max_run_time:
-                break
-    return LatencyStats(
-        median_ms=float(quartiles[1]) * 1e3,
-        iqr_ms=float(quartiles[2] - quartiles[0]) * 1e3,
-        runs=len(times),
-        calls_per_run=calls_per_run,
+        blocks = _Blocks(module, example_input, threads, block_time)
+        values = _collect(
+            blocks.per_call,
+            min_run_time=min_run_time,
+            max_run_time=max_run_time or 5 * min_run_time,
+            iqr_threshold=iqr_threshold,
+            min_runs=min_runs,
+        )
+    median_ms, iqr_ms = _quartiles_ms(values)
+    return LatencyStats(median_ms=median_ms, iqr_ms=iqr_ms, runs=len(values), calls_per_run=blocks.calls)
+
+
+@dataclass(frozen=True)
+class PairedStats:
+    """A module timed in blocks alternating with blocks of a fixed reference network.
+
+    On a shared machine whose speed changes from second to second, the ratio of adjacent blocks cancels the change:
+    measured twice, a child's raw median moved by more than 10 % in 80 % of cases here, its ratio in 3 %.
+    """
+
+    median_ms: float  # raw median per call of the module
+    iqr_ms: float
+    ratio: float  # median over block pairs of module time / reference time
+    ratio_iqr: float
+    reference_ms: float  # raw median per call of the reference
+    runs: int  # block pairs
+    calls_per_run: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_paired(
+    module: nn.Module,
+    example_input,
+    reference: nn.Module,
+    reference_input,
+    *,
+    threads: int | None = None,
+    min_run_time: float = 0.5,
+    max_run_time: float | None = None,
+    iqr_threshold: float = 0.1,
+    block_time: float = 0.02,
+    min_runs: int = 7,
+) -> PairedStats:
+    """Time ``module`` in blocks alternating with ``reference`` blocks; the stop rule watches the ratio's IQR."""
+    threads = threads or default_threads()
+    block_time = min(block_time, min_run_time / min_runs)
+    module_times: list[float] = []
+    reference_times: list[float] = []
+    with torch_threads(threads), torch.inference_mode():
+        blocks = _Blocks(module, example_input, threads, block_time)
+        reference_blocks = _Blocks(reference, reference_input, threads, block_time)
+
+        def take() -> tuple[float, float]:
+            module_time, module_wall = blocks.per_call()
+            reference_time, reference_wall = reference_blocks.per_call()
+            module_times.append(module_time)
+            reference_times.append(reference_time)
+            return module_time / reference_time, module_wall  # the budget counts the measured module's time
+
+        ratios = _collect(
+            take,
+            min_run_time=min_run_time,
+            max_run_time=max_run_time or 5 * min_run_time,
+            iqr_threshold=iqr_threshold,
+            min_runs=min_runs,
+        )
+    median_ms, iqr_ms = _quartiles_ms(np.array(module_times))
+    low, ratio, high = np.percentile(ratios, [25, 50, 75])
+    return PairedStats(
+        median_ms=median_ms,
+        iqr_ms=iqr_ms,
+        ratio=float(ratio),
+        ratio_iqr=float(high - low),
+        reference_ms=float(np.median(reference_times)) * 1e3,
+        runs=len(ratios),
+        calls_per_run=blocks.calls,
     )

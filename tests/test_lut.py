@@ -20,6 +20,7 @@ from instanas.space import (
     format_architecture,
     full_architecture,
     merge_key,
+    mobilenetv2_architecture,
     module_key,
     sample_architectures,
     smallest_architecture,
@@ -47,6 +48,8 @@ def test_profile_writes_a_complete_versioned_table(profiled):
     assert payload["settings"]["threads"] == 1 and payload["settings"]["rounds"] == 2
     assert payload["fingerprint"]["id"] == fingerprint_id(machine_fingerprint(1)) == profiled.parent.name
     assert payload["content_hash"].startswith("sha256:")
+    reference = payload["reference"]
+    assert reference["arch"] == format_architecture(mobilenetv2_architecture()) and reference["anchor_ms"] > 0
     assert sorted(entry["key"] for entry in payload["entries"]) == sorted(entry_keys())
     assert len(entry_keys()) == 2 + NUM_CELLS * (5 + 4)
     for entry in payload["entries"]:
@@ -72,7 +75,14 @@ def test_bigger_modules_cost_more(profiled):
 def test_new_profile_adds_a_version_and_keeps_the_old(profiled, tmp_path):
     store = tmp_path / "store"
     first = load_table(profiled)
-    records = first.entries.drop(columns="round_medians_ms").assign(round=0)
+    anchor = first.anchor_ms
+    records = first.entries.drop(columns="round_medians_ms").assign(
+        round=0,
+        ratio=first.entries["median_ms"] / anchor,
+        ratio_iqr=first.entries["iqr_ms"] / anchor,
+        reference_ms=anchor,
+        median_ms=first.entries["raw_median_ms"],
+    )
     meta = first.meta
     v1 = save_table(records, resolution=32, fingerprint=meta["fingerprint"], settings=meta["settings"], store=store)
     v1_bytes = v1.path.read_bytes()
@@ -80,6 +90,7 @@ def test_new_profile_adds_a_version_and_keeps_the_old(profiled, tmp_path):
     assert (v1.version, v2.version) == (1, 2)
     assert [version for version, _ in table_versions(store, first.fingerprint_id, 32)] == [1, 2]
     assert v1.path.read_bytes() == v1_bytes
+    np.testing.assert_allclose(v2.module_ms, first.module_ms)  # same ratios and anchor give the same table
     listed = list_tables(store)
     assert listed["version"].tolist() == [1, 2] and (listed["problem"] == "").all()
 
@@ -216,9 +227,9 @@ def test_killed_profile_resumes_without_losing_or_repeating(tmp_path):
     table = load_table(next(store.glob("*/res32-v1.json")))
     assert sorted(table.entries["key"]) == sorted(entry_keys())
     assert (table.entries["round_medians_ms"].map(len) == 1).all(), "no entry measured twice"
-    medians = dict(zip(table.entries["key"], table.entries["median_ms"]))
+    raw = dict(zip(table.entries["key"], table.entries["raw_median_ms"]))
     for key, median in zip(kept["key"], kept["median_ms"]):
-        assert medians[key] == pytest.approx(median, rel=1e-12), "finished measurements are kept, not redone"
+        assert raw[key] == pytest.approx(median, rel=1e-12), "finished measurements are kept, not redone"
     assert not journal.exists()
 
 

@@ -4,7 +4,7 @@ import torch
 
 from instanas.metagraph import MetaGraph
 from instanas.space import full_architecture, smallest_architecture
-from profiler import default_threads, measure_latency
+from profiler import default_threads, measure_latency, measure_paired
 
 
 def test_measure_latency_reports_statistics_and_restores_threads():
@@ -32,3 +32,16 @@ def test_smallest_child_is_several_times_faster_than_full():
         fast = measure_latency(smallest, x, min_run_time=0.2).median_ms
         ratios.append(slow / fast)
     assert max(ratios) > 4, ratios
+
+
+def test_paired_ratio_tracks_relative_work():
+    """A module against itself gives a ratio near 1; the same layers run twice give about 2."""
+    torch.manual_seed(0)
+    layer = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU())
+    twice = torch.nn.Sequential(layer, layer)
+    x = torch.randn(1, 32, 32, 32)
+    same = measure_paired(layer, x, layer, x, threads=1, min_run_time=0.1)
+    double = measure_paired(twice, x, layer, x, threads=1, min_run_time=0.1)
+    assert 0.8 < same.ratio < 1.25
+    assert 1.6 < double.ratio < 2.5
+    assert double.runs >= 7 and double.reference_ms > 0 and double.median_ms > double.reference_ms
