@@ -1,9 +1,43 @@
+"""Fixtures of the benchmark suite: a real LUT, and a machine-speed probe beside every benchmark.
+
+This shared machine's speed swings about 3× within an hour, so absolute timings are not comparable across runs.
+Before and after each benchmark, the MobileNetV2-like child at 32 px is timed (the same reference the LUT pairs
+with); ``bench/check.py`` divides every benchmark's change by the probe's change before judging a slowdown.
+"""
+
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from instanas.metagraph import MetaGraph
+from instanas.space import mobilenetv2_architecture
 from lut.store import save_table
+from profiler import measure_latency
 from profiler.fingerprint import fingerprint_id, machine_fingerprint
 from profiler.space_profile import profile_space
+
+PROBE_THREADS = 2
+
+
+@pytest.fixture(scope="session")
+def speed_probe():
+    torch.manual_seed(0)
+    probe = MetaGraph(32).child(mobilenetv2_architecture()).eval()
+    image = torch.randn(1, 3, 32, 32)
+    return lambda: measure_latency(probe, image, threads=PROBE_THREADS, min_run_time=0.2).median_ms
+
+
+@pytest.fixture(autouse=True)
+def probe_machine_speed(request, speed_probe):
+    """Record the probe's latency around each benchmark (geometric mean of before and after) in its extra_info."""
+    if "benchmark" not in request.fixturenames:
+        yield
+        return
+    benchmark = request.getfixturevalue("benchmark")
+    before = speed_probe()
+    yield
+    benchmark.extra_info["probe_ms"] = float(np.sqrt(before * speed_probe()))
 
 
 @pytest.fixture(scope="session")
@@ -11,8 +45,7 @@ def bench_lut(tmp_path_factory):
     """A real, quickly profiled 32 px LUT file for the loading and estimation benchmarks."""
     settings = {"threads": 2, "min_run_time": 0.005, "rounds": 1, "seed": 0, "batch_size": 1}
     records = pd.DataFrame(
-        measurement.as_record()
-        for measurement in profile_space(32, threads=2, min_run_time=0.005, rounds=1)
+        measurement.as_record() for measurement in profile_space(32, threads=2, min_run_time=0.005, rounds=1)
     )
     fields = machine_fingerprint(2)
     table = save_table(

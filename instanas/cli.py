@@ -292,6 +292,9 @@ def _measure_children(table, out_dir: Path, label: str, **options) -> dict:
             run.measure(on_row)
         except KeyboardInterrupt:
             progress.stop()
+            if len(run.measured) >= 3:
+                report = run.finish()
+                typer.echo(f"interrupted: report of the {report['n']} finished children in {out_dir}", err=True)
             typer.echo(
                 f"interrupted: finished rows kept in {out_dir / 'results.csv'}; rerun with --resume --out {out_dir}",
                 err=True,

@@ -158,3 +158,21 @@ def test_correlation_sample_spans_cheap_to_rich():
     sizes = archs.sum(axis=(1, 2))
     assert sizes.min() <= 15 and sizes.max() >= 75
     np.testing.assert_array_equal(archs, correlation_sample(2000, seed=0)[0])
+
+
+def test_ctrl_c_keeps_rows_and_reports_them(profiled, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "instanas", "correlate", *QUICK, "-n", "60", "--lut", str(profiled),
+               "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = out / "results.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") > 5):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "--resume" in stderr
+    rows = pd.read_csv(results)
+    report = json.loads((out / "report.json").read_text())
+    assert 5 <= report["n"] == len(rows) < 60
