@@ -125,7 +125,7 @@ def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
         report["slope"] * line + report["intercept"],
         color="tab:red",
         linewidth=1,
-        label=f"fit: {report['slope']:.3f}·x + {report['intercept']:.2f}",
+        label=f"fit: {report['slope']:.3f}·x {report['intercept']:+.2f} ms",
     )
     axes.set_xlabel("LUT estimate (ms)")
     axes.set_ylabel("measured latency (ms)")

@@ -164,7 +164,14 @@ def test_ctrl_c_keeps_rows_and_reports_them(profiled, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "instanas", "correlate", *QUICK, "-n", "60", "--lut", str(profiled),
                "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A runner started in the background of a script inherits SIGINT as ignored; a user's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     results = out / "results.csv"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") > 5):
