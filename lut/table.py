@@ -115,9 +115,6 @@ class LatencyTable:
     def _name(self) -> str:
         return str(self.path) if self.path else f"LUT res{self.meta.get('resolution')}"
 
-    def describe(self) -> str:
-        return f"{self.path or 'LUT'} (res {self.resolution}, v{self.version}, fingerprint {self.fingerprint_id})"
-
     @property
     def content_hash(self) -> str:
         return self.to_dict()["content_hash"]
