@@ -17,13 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from instanas.errors import InstaNASError
+from instanas.progress import progress_bar
 from instanas.space import (
     MODULE_NAMES,
     RESOLUTIONS,
-    entry_keys,
     format_architecture,
     full_architecture,
     parse_architecture,
+    profiled_keys,
     sample_architectures,
     search_space,
     smallest_architecture,
@@ -160,21 +161,6 @@ def _parse_resolutions(values: list[str]) -> list[int]:
     return list(dict.fromkeys(resolutions))
 
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=Console(stderr=True),
-    )
-
-
 @app.command()
 def profile(
     resolution: Annotated[
@@ -204,8 +190,8 @@ def profile(
         done = journal.frame()
         started = time.perf_counter()
         try:
-            with _progress() as progress:
-                total = len(entry_keys()) * rounds
+            with progress_bar() as progress:
+                total = len(profiled_keys()) * rounds
                 bar = progress.add_task(f"profile {res} px", total=total, completed=len(done), status="")
                 for measurement in profile_space(
                     res,
@@ -282,7 +268,7 @@ def _measure_children(table, out_dir: Path, label: str, **options) -> dict:
     from instanas.correlate import CorrelationRun
 
     run = CorrelationRun(table, out_dir, **options)  # checks settings before anything is shown
-    with _progress() as progress:
+    with progress_bar() as progress:
         bar = progress.add_task(label, total=options["n"], completed=len(run.measured), status="")
 
         def on_row(done: int, total: int, pearson: float) -> None:
@@ -387,6 +373,108 @@ def calibrate(
     )
 
 
+def _epochs(stage: str):
+    return Annotated[int, typer.Option(f"--{stage}-epochs", min=1, help=f"Epochs of stage {stage}.")]
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, tinyimagenet, imagenet or digits.")] = "cifar10",
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder (not needed for digits).")] = None,
+    stage: Annotated[str, typer.Option("--stage", help="pretrain, search, finetune, mobilenetv2 or all.")] = "all",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/train-<dataset>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stage from its last finished epoch.")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes.")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights, sampling and data order.")] = 0,
+    limit_train: Annotated[Optional[int], typer.Option("--limit-train", min=1, help="Use a fixed subset of N training images.")] = None,
+    limit_val: Annotated[Optional[int], typer.Option("--limit-val", min=1, help="Use a fixed subset of N validation images.")] = None,
+    lut: LutPath = None,
+    allow_foreign_lut: AllowForeign = False,
+    pretrain_epochs: _epochs("pretrain") = 164,
+    pretrain_lr: Annotated[float, typer.Option("--pretrain-lr", help="SGD learning rate of pre-training.")] = 0.1,
+    pretrain_batch: Annotated[int, typer.Option("--pretrain-batch", min=1, help="Batch size of pre-training.")] = 32,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum (meta-graph).")] = 0.9,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay (meta-graph).")] = 1e-4,
+    final_drop_path: Annotated[float, typer.Option("--final-drop-path", help="Drop-path rate reached at the end of pre-training.")] = 0.5,
+    search_epochs: _epochs("search") = 100,
+    controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = 1e-3,
+    metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = 1e-3,
+    search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of the search.")] = 32,
+    alpha: Annotated[float, typer.Option("--alpha", help="Encouragement α: p' = α·p + (1 − α)(1 − p).")] = 0.8,
+    entropy_weight: Annotated[float, typer.Option("--entropy-weight", help="Weight of the entropy term.")] = 0.8,
+    reward_correct: Annotated[float, typer.Option("--reward-correct", help="R_T of a correct prediction (R = R_T·R_A).")] = 10.0,
+    reward_wrong: Annotated[float, typer.Option("--reward-wrong", help="R of a wrong prediction.")] = -10.0,
+    upper_start: Annotated[float, typer.Option("--upper-start", help="U_0 as a fraction of the full meta-graph's LUT latency.")] = 0.7,
+    upper_end: Annotated[float, typer.Option("--upper-end", help="Last U_t as a fraction of the MobileNetV2-like latency.")] = 0.5,
+    finetune_epochs: _epochs("finetune") = 200,
+    finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Adam learning rate of re-training (cosine annealed).")] = 0.01,
+    finetune_batch: Annotated[int, typer.Option("--finetune-batch", min=1, help="Batch size of re-training.")] = 32,
+    snapshot: Annotated[Optional[int], typer.Option("--snapshot", min=0, help="Search epoch whose controller to fine-tune (default: last).")] = None,
+    from_scratch: Annotated[bool, typer.Option("--from-scratch/--from-search", help="Re-train the meta-graph from scratch (paper) or from the search's weights.")] = True,
+) -> None:
+    """Train InstaNAS: pre-train the meta-graph, search the controller, fine-tune its policy; and the MobileNetV2 baseline."""
+    from instanas.train import STAGES, TrainConfig, run_stage
+
+    stages = list(STAGES) if stage == "all" else [stage]
+    if stage != "all" and stage not in STAGES:
+        raise InstaNASError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)} or all)")
+    config = TrainConfig(**{key: value for key, value in locals().items() if key in TrainConfig.__dataclass_fields__})
+    out = out or Path("runs") / f"train-{dataset}"
+    table = None
+    if "search" in stages:
+        from instanas.data import dataset_info
+        from lut.store import default_store, resolve_table
+
+        table = resolve_table(dataset_info(dataset).resolution, path=lut, store=default_store(), threads=None,
+                              allow_foreign=allow_foreign_lut)
+    for name in stages:
+        try:
+            history = run_stage(name, config, out, resume=resume, table=table)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: finished epochs are kept in {out}; continue with --stage {name} --resume", err=True)
+            raise typer.Exit(130) from None
+        last = history[-1] if history else {}
+        figures = ", ".join(f"{key} {value:.4g}" for key, value in last.items() if key.startswith("val_"))
+        typer.echo(f"{name}: {len(history)} epochs in {out}; last epoch: {figures}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="The training run folder.", file_okay=False)],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="finetune.pt (default) or a search snapshot.")] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
+    lut: LutPath = None,
+    allow_foreign_lut: AllowForeign = False,
+    measure: Annotated[int, typer.Option("--measure", min=0, help="Measure the N most frequent architectures (0: LUT only).")] = 20,
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = 0.2,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default <run>/evaluation).")] = None,
+) -> None:
+    """Accuracy, chosen architectures and per-image latency (LUT and measured, controller included) vs MobileNetV2."""
+    from instanas.evaluate import evaluate_run
+    from instanas.train import read_run
+    from lut.store import default_store, resolve_table
+
+    resolution = read_run(run)["resolution"]
+    table = resolve_table(resolution, path=lut, store=default_store(), threads=None, allow_foreign=allow_foreign_lut)
+    report = evaluate_run(run, table, checkpoint=checkpoint, data_dir=data_dir, measure=measure, min_run_time=min_time,
+                          out=out)
+    lines = [
+        f"accuracy {100 * report['accuracy']:.2f} % on {report['images']} {report['dataset']} images, "
+        f"{report['distinct_architectures']} distinct architectures",
+        f"latency (LUT, controller included): {report['lut_ms']['mean']:.2f} ± {report['lut_ms']['std']:.2f} ms",
+    ]
+    if "measured_ms" in report:
+        measured = report["measured_ms"]
+        lines.append(f"latency (measured, {100 * measured['images_covered']:.0f} % of images): "
+                     f"{measured['mean']:.2f} ± {measured['std']:.2f} ms")
+    if "mobilenetv2" in report:
+        baseline = report["mobilenetv2"]
+        lines.append(f"MobileNetV2 1.0×: accuracy {100 * baseline['accuracy']:.2f} %, {baseline['lut_ms']:.2f} ms (LUT); "
+                     f"Spearman(latency, baseline confidence) {baseline['spearman_latency_vs_baseline_confidence']:+.3f}")
+    typer.echo("\n".join(lines) + f"\nreport: {(out or run / 'evaluation') / 'report.json'}")
+
+
 @lut_app.command("list")
 def lut_list(out: Store = None) -> None:
     """List stored LUT versions per machine and resolution."""
@@ -428,7 +516,7 @@ def lut_show(path: Annotated[Path, typer.Argument(help="A LUT file.")]) -> None:
     table = Table()
     for column in ("entry", "median ms", "IQR ms", "rounds (ms)", "runs"):
         table.add_column(column, justify="right")
-    order = {key: index for index, key in enumerate(entry_keys())}
+    order = {key: index for index, key in enumerate(profiled_keys())}
     for row in lut_table.entries.sort_values("key", key=lambda keys: keys.map(order)).itertuples():
         rounds_text = " ".join(f"{value:.4f}" for value in row.round_medians_ms)
         table.add_row(row.key, f"{row.median_ms:.4f}", f"{row.iqr_ms:.4f}", rounds_text, str(row.runs))

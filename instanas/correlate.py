@@ -25,9 +25,10 @@ from scipy import stats
 from instanas.atomic import atomic_write
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
-from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture, sample_architectures
+from instanas.space import format_architecture, parse_architecture, sample_architectures
 from lut.table import fit_calibration
-from profiler.timing import PairedStats, measure_paired
+from profiler.reference import reference_timer
+from profiler.timing import PairedStats
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
 RESULT_COLUMNS = [
@@ -55,15 +56,12 @@ class ChildTimer:
     def __init__(self, resolution: int, *, threads: int, min_run_time: float, remeasure_iqr: float, seed: int = 0):
         torch.manual_seed(seed)
         self.graph = MetaGraph(resolution).eval()
-        self.reference = self.graph.child(mobilenetv2_architecture())
         self.input = torch.randn(1, 3, resolution, resolution)
-        self.threads, self.min_run_time, self.remeasure_iqr = threads, min_run_time, remeasure_iqr
+        self.timer = reference_timer(threads)
+        self.min_run_time, self.remeasure_iqr = min_run_time, remeasure_iqr
 
     def _measure(self, arch: np.ndarray) -> PairedStats:
-        child = self.graph.child(arch)
-        return measure_paired(
-            child, self.input, self.reference, self.input, threads=self.threads, min_run_time=self.min_run_time
-        )
+        return self.timer.measure(self.graph.child(arch), self.input, min_run_time=self.min_run_time)
 
     def time(self, index: int, arch: np.ndarray) -> ChildTiming:
         """Measure once; if the ratio's IQR exceeds ``remeasure_iqr`` of it, again, keeping the steadier result."""
@@ -158,6 +156,7 @@ class CorrelationRun:
         resume: bool,
         remeasure_iqr: float = 0.2,
     ):
+        table.check_reference()
         self.table, self.out_dir, self.n, self.mode = table, Path(out_dir), n, mode
         self.settings = {
             "resolution": table.resolution,

@@ -22,3 +22,11 @@ class LUTError(InstaNASError):
 
 class ForeignLUTError(LUTError):
     """A lookup table profiled on another machine (fingerprint), used to estimate latency here."""
+
+
+class DatasetError(InstaNASError):
+    """A dataset name that is unknown, or a dataset folder that is missing or not in the expected layout."""
+
+
+class CheckpointError(InstaNASError):
+    """A training checkpoint or run folder that is missing, unreadable, or from other settings."""

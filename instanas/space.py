@@ -232,10 +232,18 @@ def merge_key(cell: int, merged: int) -> str:
     return f"cell{cell:02d}.sum{merged}"
 
 
+CONTROLLER_KEY = "controller"  # the table also times the controller, which runs once per image
+
+
 def entry_keys() -> list[str]:
-    """Every entry of a latency table, in network order."""
+    """Every entry an architecture's estimate draws on, in network order (a table also holds the controller's)."""
     keys = ["stem"]
     for cell in range(NUM_CELLS):
         keys += [module_key(cell, name) for name in MODULE_NAMES]
         keys += [merge_key(cell, merged) for merged in range(2, MAX_MERGED + 1)]
     return keys + ["head"]
+
+
+def profiled_keys() -> list[str]:
+    """Every entry ``instanas profile`` measures: the architecture's entries, then the controller."""
+    return [*entry_keys(), CONTROLLER_KEY]

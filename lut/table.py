@@ -21,13 +21,12 @@ import pandas as pd
 from instanas.errors import ArchitectureError, LUTError
 from instanas.space import (
     ARCH_SHAPE,
+    CONTROLLER_KEY,
     MODULE_NAMES,
     NUM_CELLS,
     NUM_MODULES,
     REQUIRED_CELLS,
     entry_keys,
-    format_architecture,
-    mobilenetv2_architecture,
 )
 
 SCHEMA_VERSION = 1
@@ -49,6 +48,8 @@ def content_hash(payload: dict) -> str:
 
 def summarise_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Reduce per-round records to one row per entry, in milliseconds at the profile's typical speed."""
+    from profiler.reference import reference_description  # here, not at the top: it imports torch (≈2 s)
+
     anchor = float(frame["reference_ms"].median())
     rows = []
     for key, group in frame.sort_values("round").groupby("key", sort=True):
@@ -67,8 +68,7 @@ def summarise_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
                 "round_medians_ms": [float(value) * anchor for value in group["ratio"]],
             }
         )
-    reference = {
-        "arch": format_architecture(mobilenetv2_architecture()),
+    reference = reference_description() | {
         "anchor_ms": anchor,
         "spread_ms": [float(value) for value in np.percentile(frame["reference_ms"], [5, 95])],
     }
@@ -123,6 +123,26 @@ class LatencyTable:
     def anchor_ms(self) -> float:
         """The reference network's median latency while profiling: converts ratios to milliseconds."""
         return self.meta["reference"]["anchor_ms"]
+
+    def check_reference(self) -> None:
+        """Refuse to convert new paired measurements with this table's anchor if it was timed against another network."""
+        from profiler.reference import reference_description  # here, not at the top: it imports torch (≈2 s)
+
+        recorded = self.meta["reference"]
+        recorded = {"arch": recorded.get("arch"), "resolution": recorded.get("resolution", self.resolution)}
+        if recorded != reference_description():
+            raise LUTError(
+                f"{self._name()}: profiled against another reference network ({recorded['arch']} at "
+                f"{recorded['resolution']} px); profile again with this version of instanas"
+            )
+
+    @property
+    def controller_ms(self) -> float:
+        """The controller's latency (it runs once per image, before the chosen child)."""
+        found = self.entries.loc[self.entries["key"] == CONTROLLER_KEY, "median_ms"]
+        if found.empty:
+            raise LUTError(f"{self._name()}: has no controller entry (profiled by an older instanas); profile again")
+        return float(found.iloc[0])
 
     @property
     def calibration(self) -> dict | None:

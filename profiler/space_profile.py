@@ -1,12 +1,11 @@
 """Profile every part an architecture executes, each in context (its real input shape at that cell and resolution).
 
 The entries: the stem, each cell's five modules (their own identity shortcut included), the cost of summing k = 2…5
-module outputs in each cell, and the head. An architecture runs the stem, its selected modules, one k-way sum per
+module outputs in each cell, the head, and the controller (which runs once per image, whatever it chooses). An architecture runs the stem, its selected modules, one k-way sum per
 cell that selects k ≥ 2 modules, and the head, so its estimate is the sum of exactly those entries.
 
-Each entry is timed in blocks alternating with blocks of a reference network (the MobileNetV2-like child at the
-same resolution), so what is recorded is mostly the ratio of the two, which the machine's changing speed does not
-move. Entries are measured in rounds, each round in a fresh random order; the table keeps every round's value.
+Each entry is timed in blocks alternating with blocks of the reference network (:mod:`profiler.reference`), so
+what is recorded is mostly the ratio of the two, which the machine's changing speed does not move. Entries are measured in rounds, each round in a fresh random order; the table keeps every round's value.
 """
 
 from __future__ import annotations
@@ -18,9 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from instanas.controller import Controller
 from instanas.metagraph import MetaGraph
-from instanas.space import MAX_MERGED, MODULE_NAMES, merge_key, mobilenetv2_architecture, module_key
-from profiler.timing import PairedStats, measure_paired
+from instanas.space import CONTROLLER_KEY, MAX_MERGED, MODULE_NAMES, merge_key, module_key
+from profiler.reference import reference_timer
+from profiler.timing import PairedStats
 
 
 class OutputSum(nn.Module):
@@ -38,7 +39,7 @@ class ProfileTask:
     """One entry of the table: what to run and on which input."""
 
     key: str
-    kind: str  # "stem" | "module" | "merge" | "head"
+    kind: str  # "stem" | "module" | "merge" | "head" | "controller"
     cell: int | None
     module: str | None
     merged: int | None  # k, for merge entries
@@ -96,6 +97,9 @@ def profile_tasks(graph: MetaGraph) -> list[ProfileTask]:
             )
     last = space.cells[-1]
     tasks.append(ProfileTask("head", "head", None, None, None, lambda: (graph.head, feature_map(last.out_channels, last.output_hw))))
+    controller = Controller(space.resolution)
+    image = feature_map(3, space.resolution)
+    tasks.append(ProfileTask(CONTROLLER_KEY, "controller", None, None, None, lambda: (controller, image)))
     return tasks
 
 
@@ -117,8 +121,7 @@ def profile_space(
     torch.manual_seed(seed)
     graph = MetaGraph(resolution, num_classes).eval()
     tasks = profile_tasks(graph)
-    reference = graph.child(mobilenetv2_architecture())
-    image = torch.randn(1, 3, resolution, resolution)
+    timer = reference_timer(threads)
     for round_index in range(rounds):
         order = np.random.default_rng([seed, round_index]).permutation(len(tasks))
         for position in order:
@@ -126,5 +129,4 @@ def profile_space(
             if (task.key, round_index) in skip:
                 continue
             module, example_input = task.build()
-            stats = measure_paired(module, example_input, reference, image, threads=threads, min_run_time=min_run_time)
-            yield ProfileMeasurement(task, round_index, stats)
+            yield ProfileMeasurement(task, round_index, timer.measure(module, example_input, min_run_time=min_run_time))

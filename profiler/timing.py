@@ -1,6 +1,6 @@
 """How latency is measured: batch-1 CPU inference timed with ``torch.utils.benchmark``.
 
-Every figure the suite reports comes from :func:`measure_latency` (raw latency) or :func:`measure_paired` (latency
+Every figure the suite reports comes from :func:`measure_latency` (raw latency) or :class:`PairedTimer` (latency
 relative to a reference network timed in alternating blocks, which cancels the machine's changing speed). Both use
 the same blocks: eval mode, ``torch.inference_mode()``, a fixed thread count, warm-up before timing (oneDNN picks
 its kernels on the first calls), and the median with its IQR over timed blocks.
@@ -149,50 +149,62 @@ class PairedStats:
         return asdict(self)
 
 
-def measure_paired(
-    module: nn.Module,
-    example_input,
-    reference: nn.Module,
-    reference_input,
-    *,
-    threads: int | None = None,
-    min_run_time: float = 0.5,
-    max_run_time: float | None = None,
-    iqr_threshold: float = 0.1,
-    block_time: float = 0.02,
-    min_runs: int = 7,
-) -> PairedStats:
-    """Time ``module`` in blocks alternating with ``reference`` blocks; the stop rule watches the ratio's IQR."""
-    threads = threads or default_threads()
-    block_time = min(block_time, min_run_time / min_runs)
-    module_times: list[float] = []
-    reference_times: list[float] = []
-    with torch_threads(threads), torch.inference_mode():
-        blocks = _Blocks(module, example_input, threads, block_time)
-        reference_blocks = _Blocks(reference, reference_input, threads, block_time)
+class PairedTimer:
+    """Times modules in blocks alternating with blocks of one reference network, kept warm between measurements.
 
-        def take() -> tuple[float, float]:
-            module_time, module_wall = blocks.per_call()
-            reference_time, reference_wall = reference_blocks.per_call()
-            module_times.append(module_time)
-            reference_times.append(reference_time)
-            return module_time / reference_time, module_wall  # the budget counts the measured module's time
+    The stop rule watches the ratio's IQR; the time budgets count the wall time of both blocks of each pair.
+    """
 
-        ratios = _collect(
-            take,
-            min_run_time=min_run_time,
-            max_run_time=max_run_time or 5 * min_run_time,
-            iqr_threshold=iqr_threshold,
-            min_runs=min_runs,
+    def __init__(self, reference: nn.Module, reference_input, *, threads: int | None = None):
+        self.reference, self.reference_input = reference.eval(), reference_input
+        self.threads = threads or default_threads()
+        self._reference_blocks: dict[float, _Blocks] = {}  # by block time; built (and warmed) once each
+
+    def measure(
+        self,
+        module: nn.Module,
+        example_input,
+        *,
+        min_run_time: float = 0.5,
+        max_run_time: float | None = None,
+        iqr_threshold: float = 0.1,
+        block_time: float = 0.02,
+        min_runs: int = 7,
+    ) -> PairedStats:
+        """Time ``module(example_input)`` against the reference; the stop rule is :func:`measure_latency`'s."""
+        block_time = min(block_time, min_run_time / (2 * min_runs))
+        module_times: list[float] = []
+        reference_times: list[float] = []
+        with torch_threads(self.threads), torch.inference_mode():
+            blocks = _Blocks(module, example_input, self.threads, block_time)
+            if block_time not in self._reference_blocks:
+                self._reference_blocks[block_time] = _Blocks(
+                    self.reference, self.reference_input, self.threads, block_time
+                )
+            reference_blocks = self._reference_blocks[block_time]
+
+            def take() -> tuple[float, float]:
+                module_time, module_wall = blocks.per_call()
+                reference_time, reference_wall = reference_blocks.per_call()
+                module_times.append(module_time)
+                reference_times.append(reference_time)
+                return module_time / reference_time, module_wall + reference_wall
+
+            ratios = _collect(
+                take,
+                min_run_time=min_run_time,
+                max_run_time=max_run_time or 5 * min_run_time,
+                iqr_threshold=iqr_threshold,
+                min_runs=min_runs,
+            )
+        median_ms, iqr_ms = _quartiles_ms(np.array(module_times))
+        low, ratio, high = np.percentile(ratios, [25, 50, 75])
+        return PairedStats(
+            median_ms=median_ms,
+            iqr_ms=iqr_ms,
+            ratio=float(ratio),
+            ratio_iqr=float(high - low),
+            reference_ms=float(np.median(reference_times)) * 1e3,
+            runs=len(ratios),
+            calls_per_run=blocks.calls,
         )
-    median_ms, iqr_ms = _quartiles_ms(np.array(module_times))
-    low, ratio, high = np.percentile(ratios, [25, 50, 75])
-    return PairedStats(
-        median_ms=median_ms,
-        iqr_ms=iqr_ms,
-        ratio=float(ratio),
-        ratio_iqr=float(high - low),
-        reference_ms=float(np.median(reference_times)) * 1e3,
-        runs=len(ratios),
-        calls_per_run=blocks.calls,
-    )

@@ -89,6 +89,23 @@ def test_lut_of_another_resolution_or_machine_is_refused(profiled, tmp_path, cli
     assert refused.stderr.count("\n") == 1 and not (tmp_path / "x").exists()
 
 
+def test_lut_timed_against_another_reference_is_refused(profiled, tmp_path, cli):
+    """Its anchor converts ratios to another network's milliseconds: new measurements cannot use it."""
+    payload = json.loads(profiled.read_text())
+    assert payload["reference"]["resolution"] == 32
+    payload["reference"]["resolution"] = 224
+    from lut.table import content_hash
+
+    payload["content_hash"] = content_hash(payload)
+    other = tmp_path / "other-reference.json"
+    other.write_text(json.dumps(payload))
+    for command in ("correlate", "calibrate"):
+        refused = cli(command, *QUICK, "-n", "10", "--lut", str(other), "--out", str(tmp_path / command))
+        assert refused.returncode == 2 and "another reference network" in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1 and not (tmp_path / command).exists()
+    assert cli("estimate", "--resolution", "32", "--arch", "-".join(["10000"] * 17), "--lut", str(other)).returncode == 0
+
+
 def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_path, cli):
     store = tmp_path / "store"
     lut = store / profiled.parent.name / profiled.name

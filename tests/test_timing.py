@@ -4,7 +4,7 @@ import torch
 
 from instanas.metagraph import MetaGraph
 from instanas.space import full_architecture, smallest_architecture
-from profiler import default_threads, measure_latency, measure_paired
+from profiler import PairedTimer, default_threads, measure_latency
 
 
 def test_measure_latency_reports_statistics_and_restores_threads():
@@ -40,8 +40,9 @@ def test_paired_ratio_tracks_relative_work():
     layer = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU())
     twice = torch.nn.Sequential(layer, layer)
     x = torch.randn(1, 32, 32, 32)
-    same = measure_paired(layer, x, layer, x, threads=1, min_run_time=0.1)
-    double = measure_paired(twice, x, layer, x, threads=1, min_run_time=0.1)
+    timer = PairedTimer(layer, x, threads=1)
+    same = timer.measure(layer, x, min_run_time=0.1)
+    double = timer.measure(twice, x, min_run_time=0.1)
     assert 0.8 < same.ratio < 1.25
     assert 1.6 < double.ratio < 2.5
     assert double.runs >= 7 and double.reference_ms > 0 and double.median_ms > double.reference_ms

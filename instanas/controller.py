@@ -1,0 +1,72 @@
+"""The instance-aware controller (paper §3.3): a small, fast network that picks each image's child architecture.
+
+A stem and three basic residual blocks (16/32/64 channels), global pooling and one linear layer give 85 sigmoid
+probabilities, one per (cell, module). At 224 px it looks at a 2× average-pooled copy of the image through a 7×7
+stride-2 stem with max-pooling (the authors' ``Policy224``), so it stays cheap beside the network it steers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from instanas.modules import ConvBNAct
+from instanas.space import ARCH_SHAPE, NUM_CELLS, NUM_MODULES, with_default_modules
+
+CONTROLLER_WIDTHS = (16, 32, 64)
+
+
+class BasicResidualBlock(nn.Module):
+    """Two 3×3 conv-BN layers with an identity (or 1×1 conv-BN projection) shortcut, as in ResNet."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvBNAct(in_channels, out_channels, 3, stride),
+            ConvBNAct(out_channels, out_channels, 3, activation_layer=None),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and in_channels == out_channels
+            else ConvBNAct(in_channels, out_channels, 1, stride, activation_layer=None)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class Controller(nn.Module):
+    """Maps a batch of images ``(B, 3, R, R)`` to selection probabilities ``(B, 17, 5)``."""
+
+    def __init__(self, resolution: int):
+        super().__init__()
+        self.resolution = resolution
+        first = CONTROLLER_WIDTHS[0]
+        if resolution >= 224:
+            self.stem = nn.Sequential(
+                nn.AvgPool2d(2),
+                ConvBNAct(3, first, 7, stride=2),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            )
+        else:
+            self.stem = ConvBNAct(3, first, 3)
+        widths = (first, *CONTROLLER_WIDTHS)
+        self.blocks = nn.Sequential(
+            *(BasicResidualBlock(w_in, w_out, 1 if i == 0 else 2) for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])))
+        )
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.logits = nn.Linear(CONTROLLER_WIDTHS[-1], NUM_CELLS * NUM_MODULES)
+
+    def forward(self, images: Tensor) -> Tensor:
+        features = self.pool(self.blocks(self.stem(images)))
+        return torch.sigmoid(self.logits(features)).view(-1, *ARCH_SHAPE)
+
+
+def deterministic_policy(probabilities: Tensor) -> Tensor:
+    """The inference policy: every module with p > 0.5, plus ``basic`` where a required cell would be empty."""
+    return with_default_modules(probabilities > 0.5)
+
+
+def encouraged(probabilities: Tensor, alpha: float) -> Tensor:
+    """The exploration distribution p' = α·p + (1 − α)·(1 − p): keeps every choice away from 0 and 1."""
+    return alpha * probabilities + (1 - alpha) * (1 - probabilities)

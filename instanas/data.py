@@ -1,0 +1,144 @@
+"""Datasets read from local folders (nothing is downloaded) and the paper's augmentation (§4.2).
+
+* ``cifar10`` / ``cifar100``: torchvision's layout (``cifar-10-batches-py/`` or ``cifar-100-python/`` in the folder);
+* ``tinyimagenet`` (64 px) / ``imagenet`` (224 px): ImageFolder layouts, ``train/<class>/*`` and ``val/<class>/*``;
+* ``digits``: scikit-learn's 1,797 handwritten digits (8×8 grey scans of real handwriting, shipped inside the
+  package), upsampled to 32 px RGB: a real image dataset that needs no folder, for the tests and the README demo.
+
+Training images get random crops, horizontal flips (not for digits: a mirrored 2 is not a 2) and cutout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from instanas.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    resolution: int
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    flip: bool = True
+    cutout: int = 16  # side of the erased square (DeVries & Taylor: 16 px on CIFAR-10)
+
+
+DATASETS = {
+    "cifar10": DatasetInfo(32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": DatasetInfo(32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), cutout=8),
+    "tinyimagenet": DatasetInfo(64, 200, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), cutout=32),
+    "imagenet": DatasetInfo(224, 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), cutout=0),
+    "digits": DatasetInfo(32, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=8),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
+    return DATASETS[name]
+
+
+class Cutout:
+    """Zero a ``size`` × ``size`` square at a random centre of a ``(C, H, W)`` tensor (it may leave the image)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, image: Tensor) -> Tensor:
+        _, height, width = image.shape
+        y, x = int(torch.randint(height, ())), int(torch.randint(width, ()))  # torch's RNG: seeded per loader worker
+        half = self.size // 2
+        image = image.clone()
+        image[:, max(0, y - half) : y + half, max(0, x - half) : x + half] = 0
+        return image
+
+
+def _transforms(info: DatasetInfo, train: bool, from_tensor: bool):
+    from torchvision import transforms
+
+    steps = []
+    if info.resolution == 224:
+        steps += [transforms.RandomResizedCrop(224)] if train else [transforms.Resize(256), transforms.CenterCrop(224)]
+    elif train:
+        steps.append(transforms.RandomCrop(info.resolution, padding=info.resolution // 8))
+    if train and info.flip:
+        steps.append(transforms.RandomHorizontalFlip())
+    if not from_tensor:
+        steps.append(transforms.ToTensor())
+    steps.append(transforms.Normalize(info.mean, info.std))
+    if train and info.cutout:
+        steps.append(Cutout(info.cutout))
+    return transforms.Compose(steps)
+
+
+class TransformedTensors(Dataset):
+    """Images held as one ``(N, 3, H, W)`` tensor in [0, 1], with a per-sample transform."""
+
+    def __init__(self, images: Tensor, labels: Tensor, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index]), int(self.labels[index])
+
+
+def _digits(train: bool, transform) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().div(16).unsqueeze(1)  # (N, 1, 8, 8) in [0, 1]
+    images = torch.nn.functional.interpolate(images, size=32, mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+    labels = torch.from_numpy(digits.target)
+    order = np.random.default_rng(0).permutation(len(labels))  # fixed split: 80 % train, 20 % validation
+    split = int(0.8 * len(order))
+    chosen = torch.from_numpy(order[:split] if train else order[split:])
+    return TransformedTensors(images[chosen], labels[chosen], transform)
+
+
+def load_dataset(name: str, data_dir: str | Path | None, train: bool) -> Dataset:
+    """The training or validation split of ``name``; a missing or malformed folder raises :class:`DatasetError`."""
+    info = dataset_info(name)
+    if name == "digits":
+        return _digits(train, _transforms(info, train, from_tensor=True))
+    if data_dir is None:
+        raise DatasetError(f"dataset {name} needs --data-dir (nothing is downloaded)")
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
+    transform = _transforms(info, train, from_tensor=False)
+    from torchvision import datasets
+
+    if name in ("cifar10", "cifar100"):
+        loader = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+        try:
+            return loader(str(root), train=train, transform=transform, download=False)
+        except (RuntimeError, OSError, ValueError) as error:
+            expected = "cifar-10-batches-py" if name == "cifar10" else "cifar-100-python"
+            raise DatasetError(f"{root}: not a {name} folder in torchvision's layout ({expected}/): {error}") from None
+    split = root / ("train" if train else "val")
+    try:
+        folder = datasets.ImageFolder(str(split), transform=transform)
+    except (FileNotFoundError, OSError) as error:
+        raise DatasetError(f"{split}: not an ImageFolder layout (<class>/<image> files): {error}") from None
+    if len(folder.classes) != info.num_classes:
+        raise DatasetError(f"{split}: {len(folder.classes)} class folders, {name} has {info.num_classes}")
+    return folder
+
+
+def subset(dataset: Dataset, limit: int | None, seed: int = 0) -> Dataset:
+    """The first ``limit`` samples of a fixed shuffle (for quick runs), or the whole dataset."""
+    if not limit or limit >= len(dataset):
+        return dataset
+    indices = np.random.default_rng(seed).permutation(len(dataset))[:limit]
+    return torch.utils.data.Subset(dataset, indices.tolist())
+

@@ -1,0 +1,32 @@
+"""The network every paired measurement is timed against, at every resolution.
+
+It is the MobileNetV2-like child (``mb3e6`` in every cell) at 32 px with seeded weights: about 18 ms on the 2-core
+machine, so a pair costs little beside a 224 px entry (the 224 px child takes 44 ms and made a paired 224 px profile
+last an hour), and every table of a machine is anchored to the same network.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from instanas.metagraph import MetaGraph
+from instanas.space import format_architecture, mobilenetv2_architecture
+from profiler.timing import PairedTimer
+
+REFERENCE_RESOLUTION = 32
+REFERENCE_SEED = 0
+
+
+def reference_description() -> dict:
+    """What a table records about its reference, so tables and runs against another reference can be refused."""
+    return {"arch": format_architecture(mobilenetv2_architecture()), "resolution": REFERENCE_RESOLUTION}
+
+
+def reference_timer(threads: int | None = None) -> PairedTimer:
+    """A :class:`PairedTimer` against the reference network (own random stream: the caller's is left alone)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(REFERENCE_SEED)
+        graph = MetaGraph(REFERENCE_RESOLUTION).eval()
+        network = graph.child(mobilenetv2_architecture())
+        image = torch.randn(1, 3, REFERENCE_RESOLUTION, REFERENCE_RESOLUTION)
+    return PairedTimer(network, image, threads=threads)

@@ -1,0 +1,166 @@
+"""The controller, the reward and the three training stages, end to end on real handwritten digits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from instanas.controller import Controller, deterministic_policy, encouraged
+from instanas.data import Cutout, load_dataset
+from instanas.errors import DatasetError
+from instanas.reward import LatencyBounds, instance_reward, latency_reward
+from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, smallest_architecture
+from instanas.train import drop_path_rate
+from lut.store import load_table
+
+TINY = ("--dataset", "digits", "--workers", "0", "--limit-train", "64", "--limit-val", "40",
+        "--pretrain-batch", "16", "--search-batch", "16", "--finetune-batch", "16")
+EPOCHS = ("--pretrain-epochs", "2", "--search-epochs", "2", "--finetune-epochs", "1")
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 224])
+def test_controller_gives_probabilities_per_cell_and_module(resolution):
+    torch.manual_seed(0)
+    probabilities = Controller(resolution).eval()(torch.randn(3, 3, resolution, resolution))
+    assert probabilities.shape == (3, 17, 5)
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+def test_deterministic_policy_thresholds_and_fills_required_cells():
+    probabilities = torch.full((2, 17, 5), 0.2)
+    probabilities[0, 5, 1] = 0.9
+    policy = deterministic_policy(probabilities)
+    assert policy[0, 5, 1] and policy[0, 5].sum() == 1
+    assert np.array_equal(policy[1].numpy(), smallest_architecture()), "required cells run basic, others skip"
+    assert policy.numpy()[:, REQUIRED_CELLS].any(-1).all()
+
+
+def test_encouragement_keeps_choices_away_from_certainty():
+    p = torch.tensor([0.0, 0.5, 1.0])
+    torch.testing.assert_close(encouraged(p, 0.8), torch.tensor([0.2, 0.5, 0.8]))
+
+
+def test_latency_reward_is_quadratic_inside_the_bounds():
+    z = torch.tensor([2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+    reward = latency_reward(z, upper=10.0, lower=4.0)
+    torch.testing.assert_close(reward, torch.tensor([0.0, 0.0, 8 / 9, 8 / 9, 0.0, 0.0]))
+    assert latency_reward(torch.tensor([7.0]), 10.0, 4.0).item() == pytest.approx(1.0)
+    correct = torch.tensor([True, False])
+    torch.testing.assert_close(instance_reward(correct, torch.tensor([7.0, 7.0]), 10.0, 4.0), torch.tensor([10.0, -10.0]))
+
+
+def test_bounds_come_from_the_lut_and_fall_linearly(profiled):
+    table = load_table(profiled)
+    bounds = LatencyBounds.from_table(table, epochs=5)
+    assert bounds.lower == pytest.approx(table.estimate(smallest_architecture()))
+    assert bounds.upper(0) == pytest.approx(0.7 * table.estimate(np.ones((17, 5), bool)))
+    assert bounds.upper(4) == pytest.approx(0.5 * table.estimate(mobilenetv2_architecture()))
+    assert bounds.upper(2) == pytest.approx((bounds.upper(0) + bounds.upper(4)) / 2)
+
+
+def test_drop_path_rises_from_the_middle_of_pretraining():
+    rates = [drop_path_rate(epoch, 10, 0.5) for epoch in range(10)]
+    assert rates[:5] == [0.0] * 5 and rates[-1] == pytest.approx(0.5)
+    assert all(a < b for a, b in zip(rates[4:], rates[5:]))
+
+
+def test_digits_are_real_images_split_apart():
+    train, val = load_dataset("digits", None, train=True), load_dataset("digits", None, train=False)
+    assert len(train) + len(val) == 1797 and len(val) == 360
+    image, label = val[0]
+    assert image.shape == (3, 32, 32) and 0 <= label < 10 and image.std() > 0.3
+
+
+def test_cutout_erases_one_square():
+    torch.manual_seed(1)
+    erased = Cutout(8)(torch.ones(3, 32, 32))
+    zeros = (erased == 0).all(0)
+    assert 0 < zeros.sum() <= 64 and zeros.any(0).sum() <= 8 and zeros.any(1).sum() <= 8
+
+
+def test_missing_or_malformed_dataset_folders_are_one_line_errors(tmp_path, cli):
+    with pytest.raises(DatasetError, match="no such dataset folder"):
+        load_dataset("cifar10", tmp_path / "nowhere", train=True)
+    with pytest.raises(DatasetError, match="torchvision's layout"):
+        load_dataset("cifar10", tmp_path, train=True)
+    with pytest.raises(DatasetError, match="ImageFolder"):
+        load_dataset("tinyimagenet", tmp_path, train=True)
+    result = cli("train", "--dataset", "cifar100", "--data-dir", str(tmp_path), "--stage", "pretrain", "--out",
+                 str(tmp_path / "run"))
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+
+
+def test_three_stages_then_evaluate_end_to_end(profiled, tmp_path, cli):
+    run = tmp_path / "run"
+    trained = cli("train", *TINY, *EPOCHS, "--out", str(run), "--lut", str(profiled))
+    assert trained.returncode == 0, trained.stderr
+    for name in ("pretrain", "search", "finetune", "mobilenetv2"):
+        metrics = pd.read_csv(run / f"metrics-{name}.csv")
+        assert (run / f"{name}.pt").exists() and len(metrics) == {"pretrain": 2, "search": 2}.get(name, 1)
+        assert metrics["val_images"].eq(40).all() and metrics["val_accuracy"].between(0, 1).all()
+    search = pd.read_csv(run / "metrics-search.csv")
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["epoch-000.pt", "epoch-001.pt"]
+    assert search["upper_ms"].iloc[1] < search["upper_ms"].iloc[0], "the upper bound falls"
+    assert (search["val_lut_ms"] >= search["lower_ms"]).all()
+
+    evaluated = cli("evaluate", "--run", str(run), "--lut", str(profiled), "--measure", "2", "--min-time", "0.02")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((run / "evaluation" / "report.json").read_text())
+    table = load_table(profiled)
+    assert report["images"] == 40 and 0 <= report["accuracy"] <= 1
+    assert report["lut_ms"]["mean"] >= table.estimate(smallest_architecture()) + table.controller_ms
+    assert report["measured_ms"]["architectures_measured"] <= 2 and report["measured_ms"]["controller_ms"] > 0
+    assert set(report["mobilenetv2"]) >= {"accuracy", "lut_ms", "spearman_latency_vs_baseline_confidence"}
+    architectures = pd.read_csv(run / "evaluation" / "architectures.csv")
+    assert architectures["images"].sum() == 40
+    assert (run / "evaluation" / "latency_histogram.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stages_refuse_to_run_out_of_order_or_over_a_checkpoint(profiled, tmp_path, cli):
+    run = tmp_path / "run"
+    early = cli("train", *TINY, "--stage", "search", "--out", str(run), "--lut", str(profiled))
+    assert early.returncode == 2 and "needs stage pretrain" in early.stderr
+    assert cli("train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "1", "--out", str(run)).returncode == 0
+    again = cli("train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "1", "--out", str(run))
+    assert again.returncode == 2 and "--resume" in again.stderr and again.stderr.count("\n") == 1
+    other = cli("train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "3", "--out", str(run), "--resume")
+    assert other.returncode == 2 and "other settings (pretrain_epochs)" in other.stderr
+
+
+def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path):
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "instanas", "train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "4",
+               "--out", str(run)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = run / "metrics-pretrain.csv"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (metrics.exists() and len(pd.read_csv(metrics)) >= 1):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = pd.read_csv(metrics)
+    assert 1 <= len(before) < 4, "killed mid-way"
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    after = pd.read_csv(metrics)
+    assert after["epoch"].tolist() == [0, 1, 2, 3], "no epoch lost or repeated"
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
+
+
+def test_distributed_pretraining_on_two_cpu_processes(tmp_path):
+    """torchrun with the gloo backend: each process sees half the images, the metrics count all of them."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
+               "-m", "instanas", "train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "1", "--out", str(run)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = pd.read_csv(run / "metrics-pretrain.csv")
+    assert metrics["train_images"].tolist() == [64] and metrics["val_images"].tolist() == [40]
