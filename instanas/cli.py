@@ -304,7 +304,7 @@ def _print_agreement(report: dict) -> None:
             f"{numbers['mape_pct']:.2f}",
             f"{100 * numbers['within_5pct']:.1f} %",
             f"{100 * numbers['within_10pct']:.1f} %",
-            f"{numbers['slope']:.3f}x + {numbers['intercept']:.2f}",
+            f"{numbers['slope']:.3f}x {numbers['intercept']:+.2f}",
         )
     console.print(table)
 
