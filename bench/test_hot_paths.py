@@ -20,7 +20,7 @@ from instanas.space import (
     smallest_architecture,
 )
 from lut.store import load_table
-from profiler import measure_latency, torch_threads
+from profiler import PairedTimer, torch_threads
 
 RESOLUTIONS = (32, 64, 224)
 MODULE_CELL = 7  # a 64 → 64, stride-1 cell: every module option runs with its shortcut
@@ -98,7 +98,8 @@ def _static_sequential(graph: MetaGraph, arch: np.ndarray) -> nn.Sequential:
 
 @pytest.mark.parametrize("resolution", RESOLUTIONS)
 def test_ratios(benchmark, graphs, resolution):
-    """Benchmarks the MobileNetV2-like child and records ratios measured in one run, interleaved (median of pairs).
+    """Benchmarks the MobileNetV2-like child and records ratios measured in one run: paired timing (alternating
+    blocks, :class:`profiler.PairedTimer`), median of repeats, so the machine's changing speed cancels.
 
     * ``child_over_static``: that child vs the same modules hand-wired into a static ``nn.Sequential`` (goal ≤ 1.05;
       asserted ≤ 1.15 so machine noise cannot fail it while real per-cell overhead would);
@@ -113,11 +114,8 @@ def test_ratios(benchmark, graphs, resolution):
         "full_over_smallest": (graph.child(full_architecture()), graph.child(smallest_architecture()), 3),
     }
     for name, (first, second, repeats) in pairs.items():
-        ratios = [
-            measure_latency(first, x, threads=THREADS, min_run_time=0.2).median_ms
-            / measure_latency(second, x, threads=THREADS, min_run_time=0.2).median_ms
-            for _ in range(repeats)
-        ]
+        timer = PairedTimer(second, x, threads=THREADS)
+        ratios = [timer.measure(first, x, min_run_time=0.2).ratio for _ in range(repeats)]
         benchmark.extra_info[name] = round(float(np.median(ratios)), 3)
     benchmark.group = f"child forward @ {resolution} px"
     benchmark(child, x)
