@@ -27,9 +27,9 @@ from instanas.space import format_architecture, mobilenetv2_architecture, parse_
 from instanas.train import load_checkpoint, read_run
 
 
-def _predict(metagraph: MetaGraph, loader: DataLoader, choose) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _predict(metagraph: MetaGraph, loader: DataLoader, choose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per image: correct or not, softmax confidence in the true class, and the architecture ``choose`` gave it."""
-    correct, confidence, archs, labels_seen = [], [], [], []
+    correct, confidence, archs = [], [], []
     metagraph.eval()
     with torch.no_grad():
         for images, labels in loader:
@@ -38,8 +38,7 @@ def _predict(metagraph: MetaGraph, loader: DataLoader, choose) -> tuple[np.ndarr
             correct.append((probabilities.argmax(1) == labels).numpy())
             confidence.append(probabilities.gather(1, labels[:, None]).squeeze(1).numpy())
             archs.append(selection.cpu().numpy().astype(bool))
-            labels_seen.append(labels.numpy())
-    return np.concatenate(correct), np.concatenate(confidence), np.concatenate(archs), np.concatenate(labels_seen)
+    return np.concatenate(correct), np.concatenate(confidence), np.concatenate(archs)
 
 
 def _measure(networks: dict[str, torch.nn.Module], resolution: int, table, *, threads: int,
@@ -105,7 +104,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
     metagraph.load_state_dict(state["metagraph"])
     controller = Controller(run["resolution"]).eval()
     controller.load_state_dict(state["controller"])
-    correct, _, archs, _ = _predict(metagraph, loader, lambda images: deterministic_policy(controller(images)))
+    correct, _, archs = _predict(metagraph, loader, lambda images: deterministic_policy(controller(images)))
     mode = table.default_mode
     controller_ms = table.controller_ms
     lut_ms = table.estimate(archs, mode=mode) + controller_ms
@@ -150,7 +149,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
         baseline = MetaGraph(run["resolution"], info.num_classes)
         baseline.load_state_dict(load_checkpoint(baseline_path)["metagraph"])
         fixed = torch.as_tensor(mobilenetv2_architecture())
-        base_correct, base_confidence, _, _ = _predict(baseline, loader, lambda images: fixed.expand(len(images), -1, -1))
+        base_correct, base_confidence, _ = _predict(baseline, loader, lambda images: fixed.expand(len(images), -1, -1))
         baseline_ms = float(table.estimate(mobilenetv2_architecture(), mode=mode))
         quartile = pd.qcut(base_confidence, 4, labels=False, duplicates="drop")
         report["mobilenetv2"] = {
