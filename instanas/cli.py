@@ -373,8 +373,16 @@ def calibrate(
     )
 
 
-def _epochs(stage: str):
-    return Annotated[int, typer.Option(f"--{stage}-epochs", min=1, help=f"Epochs of stage {stage}.")]
+def _epochs(name: str, what: str | None = None):
+    return Annotated[int, typer.Option(f"--{name}-epochs", min=1, help=f"Epochs of {what or 'stage ' + name}.")]
+
+
+PretrainEpochs = _epochs("pretrain")
+SearchEpochs = _epochs("search")
+FinetuneEpochs = _epochs("finetune")
+BlockDropCurriculumEpochs = _epochs("blockdrop-curriculum", "BlockDrop's curriculum")
+BlockDropJointEpochs = _epochs("blockdrop-joint", "BlockDrop's joint fine-tuning")
+AIGEpochs = _epochs("aig", "ConvNet-AIG")
 
 
 @app.command()
@@ -391,13 +399,13 @@ def train(
     limit_val: Annotated[Optional[int], typer.Option("--limit-val", min=1, help="Use a fixed subset of N validation images.")] = None,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
-    pretrain_epochs: _epochs("pretrain") = 164,
+    pretrain_epochs: PretrainEpochs = 164,
     pretrain_lr: Annotated[float, typer.Option("--pretrain-lr", help="SGD learning rate of pre-training.")] = 0.1,
     pretrain_batch: Annotated[int, typer.Option("--pretrain-batch", min=1, help="Batch size of pre-training.")] = 32,
     momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum (meta-graph).")] = 0.9,
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay (meta-graph).")] = 1e-4,
     final_drop_path: Annotated[float, typer.Option("--final-drop-path", help="Drop-path rate reached at the end of pre-training.")] = 0.5,
-    search_epochs: _epochs("search") = 100,
+    search_epochs: SearchEpochs = 100,
     controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = 1e-3,
     metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = 1e-3,
     search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of the search.")] = 32,
@@ -407,7 +415,7 @@ def train(
     reward_wrong: Annotated[float, typer.Option("--reward-wrong", help="R of a wrong prediction.")] = -10.0,
     upper_start: Annotated[float, typer.Option("--upper-start", help="U_0 as a fraction of the full meta-graph's LUT latency.")] = 0.7,
     upper_end: Annotated[float, typer.Option("--upper-end", help="Last U_t as a fraction of the MobileNetV2-like latency.")] = 0.5,
-    finetune_epochs: _epochs("finetune") = 200,
+    finetune_epochs: FinetuneEpochs = 200,
     finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Adam learning rate of re-training (cosine annealed).")] = 0.01,
     finetune_batch: Annotated[int, typer.Option("--finetune-batch", min=1, help="Batch size of re-training.")] = 32,
     snapshot: Annotated[Optional[int], typer.Option("--snapshot", min=0, help="Search epoch whose controller to fine-tune (default: last).")] = None,
@@ -473,6 +481,81 @@ def evaluate(
         lines.append(f"MobileNetV2 1.0×: accuracy {100 * baseline['accuracy']:.2f} %, {baseline['lut_ms']:.2f} ms (LUT); "
                      f"Spearman(latency, baseline confidence) {baseline['spearman_latency_vs_baseline_confidence']:+.3f}")
     typer.echo("\n".join(lines) + f"\nreport: {(out or run / 'evaluation') / 'report.json'}")
+
+
+@app.command()
+def compare(
+    run: Annotated[Path, typer.Option("--run", help="The training run folder (its data, pre-training and search).", file_okay=False)],
+    resolution: Annotated[Optional[int], typer.Option("--resolution", "-r", help="Check that the run trains at this resolution.")] = None,
+    method: Annotated[Optional[list[str]], typer.Option("--method", help="mobilenetv2, oneshot, blockdrop, convnet-aig, instanas; may be repeated (default: all).")] = None,
+    widths: Annotated[str, typer.Option("--widths", help="MobileNetV2 width multipliers, comma-separated.")] = "0.4,1.0,1.4",
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
+    lut: LutPath = None,
+    allow_foreign_lut: AllowForeign = False,
+    oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Architectures the one-shot baseline scores.")] = 10_000,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Re-train the one-shot frontier from scratch.")] = False,
+    measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = 5,
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = 0.2,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default <run>/compare).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda, for training and evaluation.")] = "cpu",
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes.")] = 2,
+    finetune_epochs: Annotated[Optional[int], typer.Option("--finetune-epochs", min=1, help="Epochs of re-training (MobileNetV2 widths, one-shot --retrain); default: the run's mobilenetv2 stage's, else 200.")] = None,
+    finetune_lr: Annotated[Optional[float], typer.Option("--finetune-lr", help="Adam learning rate of re-training; default: as the run's mobilenetv2 stage, else 0.01.")] = None,
+    finetune_batch: Annotated[Optional[int], typer.Option("--finetune-batch", min=1, help="Batch size of re-training and ConvNet-AIG; default: as the run's mobilenetv2 stage, else 32.")] = None,
+    search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of BlockDrop.")] = 32,
+    alpha: Annotated[float, typer.Option("--alpha", help="BlockDrop's probability bounding α.")] = 0.8,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum (ConvNet-AIG).")] = 0.9,
+    blockdrop_curriculum_epochs: BlockDropCurriculumEpochs = 10,
+    blockdrop_joint_epochs: BlockDropJointEpochs = 40,
+    blockdrop_lr: Annotated[float, typer.Option("--blockdrop-lr", help="Adam learning rate of the curriculum.")] = 1e-3,
+    blockdrop_joint_lr: Annotated[float, typer.Option("--blockdrop-joint-lr", help="Adam learning rate of joint fine-tuning.")] = 1e-4,
+    blockdrop_entropy_weight: Annotated[float, typer.Option("--blockdrop-entropy-weight", help="Entropy weight of the curriculum.")] = 0.1,
+    blockdrop_penalty: Annotated[float, typer.Option("--blockdrop-penalty", help="γ, the reward of a wrong prediction (curriculum).")] = -1.0,
+    blockdrop_joint_penalty: Annotated[float, typer.Option("--blockdrop-joint-penalty", help="γ in joint fine-tuning.")] = -5.0,
+    aig_epochs: AIGEpochs = 40,
+    aig_lr: Annotated[float, typer.Option("--aig-lr", help="SGD learning rate of ConvNet-AIG (step decay at 150/350, 250/350).")] = 0.01,
+    aig_weight_decay: Annotated[float, typer.Option("--aig-weight-decay", help="SGD weight decay of ConvNet-AIG.")] = 5e-4,
+    aig_target: Annotated[float, typer.Option("--aig-target", min=0.0, max=1.0, help="Target fraction of images each gate runs.")] = 0.6,
+    aig_loss_weight: Annotated[float, typer.Option("--aig-loss-weight", help="Weight of the target-rate loss.")] = 2.0,
+) -> None:
+    """InstaNAS against MobileNetV2 (widths), one-shot, BlockDrop and ConvNet-AIG: table and frontier plot."""
+    from instanas.compare import METHODS, CompareOptions, check_methods, compare as run_compare
+    from instanas.train import TrainConfig, load_checkpoint, read_run
+    from lut.store import default_store, resolve_table
+
+    saved = read_run(run)
+    if resolution is not None and resolution != saved["resolution"]:
+        raise InstaNASError(f"{run}: the run trains at {saved['resolution']} px, not {resolution} px")
+    try:
+        width_values = tuple(float(value) for value in widths.split(","))
+    except ValueError:
+        raise InstaNASError(f"--widths {widths!r}: expected numbers like 0.4,1.0,1.4") from None
+    if any(value <= 0 for value in width_values):
+        raise InstaNASError(f"--widths {widths!r}: widths must be positive")
+    chosen = tuple(method) if method else METHODS
+    check_methods(chosen)
+    options = {key: value for key, value in locals().items() if value is not None}
+    recipe = {}  # the baselines are re-trained with the recipe the run's MobileNetV2 1.0× was trained with
+    if (run / "mobilenetv2.pt").exists():
+        recipe = {key: value for key, value in load_checkpoint(run / "mobilenetv2.pt")["settings"].items()
+                  if key.startswith("finetune_")}
+    config = TrainConfig(
+        **{key: saved[key] for key in ("dataset", "seed", "limit_train", "limit_val")},
+        data_dir=data_dir or saved["data_dir"],
+        **(recipe | {key: options[key] for key in TrainConfig.__dataclass_fields__ if key in options and key != "data_dir"}),
+    )
+    table = resolve_table(saved["resolution"], path=lut, store=default_store(), threads=None, allow_foreign=allow_foreign_lut)
+    out = out or run / "compare"
+    compare_options = CompareOptions(methods=chosen, widths=width_values, oneshot_samples=oneshot_samples,
+                                     retrain=retrain, measure=measure, min_run_time=min_time, device=device)
+    try:
+        frame = run_compare(run, config, table, compare_options, out)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: finished epochs and scores are kept in {run}; run the same command to continue", err=True)
+        raise typer.Exit(130) from None
+    from instanas.compare import markdown_table
+
+    typer.echo(markdown_table(frame) + f"\ntable: {out / 'table.md'}, {out / 'table.csv'}; plot: {out / 'frontier.png'}")
 
 
 @lut_app.command("list")

@@ -3,6 +3,7 @@
 A stem and three basic residual blocks (16/32/64 channels), global pooling and one linear layer give 85 sigmoid
 probabilities, one per (cell, module). At 224 px it looks at a 2× average-pooled copy of the image through a 7×7
 stride-2 stem with max-pooling (the authors' ``Policy224``), so it stays cheap beside the network it steers.
+The same policy network, with one output per droppable cell, is BlockDrop's policy (:mod:`instanas.baselines`).
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ class BasicResidualBlock(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
-class Controller(nn.Module):
-    """Maps a batch of images ``(B, 3, R, R)`` to selection probabilities ``(B, 17, 5)``."""
+class PolicyNetwork(nn.Module):
+    """Maps a batch of images ``(B, 3, R, R)`` to ``outputs`` independent keep probabilities ``(B, outputs)``."""
 
-    def __init__(self, resolution: int):
+    def __init__(self, resolution: int, outputs: int):
         super().__init__()
         self.resolution = resolution
         first = CONTROLLER_WIDTHS[0]
@@ -55,11 +56,20 @@ class Controller(nn.Module):
             *(BasicResidualBlock(w_in, w_out, 1 if i == 0 else 2) for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])))
         )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        self.logits = nn.Linear(CONTROLLER_WIDTHS[-1], NUM_CELLS * NUM_MODULES)
+        self.logits = nn.Linear(CONTROLLER_WIDTHS[-1], outputs)
 
     def forward(self, images: Tensor) -> Tensor:
-        features = self.pool(self.blocks(self.stem(images)))
-        return torch.sigmoid(self.logits(features)).view(-1, *ARCH_SHAPE)
+        return torch.sigmoid(self.logits(self.pool(self.blocks(self.stem(images)))))
+
+
+class Controller(PolicyNetwork):
+    """InstaNAS's controller: selection probabilities ``(B, 17, 5)``, one per (cell, module)."""
+
+    def __init__(self, resolution: int):
+        super().__init__(resolution, NUM_CELLS * NUM_MODULES)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return super().forward(images).view(-1, *ARCH_SHAPE)
 
 
 def deterministic_policy(probabilities: Tensor) -> Tensor:

@@ -10,7 +10,6 @@ so a killed run resumes without losing or repeating a measurement.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import torch
 from scipy import stats
 
 from instanas.atomic import atomic_write
+from instanas.plots import png_figure
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
 from instanas.space import format_architecture, parse_architecture, sample_architectures
@@ -107,38 +107,28 @@ def calibration_from_results(results_csv) -> dict:
 
 def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
     """Estimated vs. measured latency with y = x and the least-squares fit, like the paper's Figure 4."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 6), dpi=120)
-    axes.scatter(results["estimate_ms"], results["measured_ms"], s=4, alpha=0.4, edgecolors="none", label="children")
-    low = min(results["estimate_ms"].min(), results["measured_ms"].min())
-    high = max(results["estimate_ms"].max(), results["measured_ms"].max())
-    line = np.array([low, high])
-    axes.plot(line, line, color="black", linewidth=1, label="y = x")
-    axes.plot(
-        line,
-        report["slope"] * line + report["intercept"],
-        color="tab:red",
-        linewidth=1,
-        label=f"fit: {report['slope']:.3f}·x {report['intercept']:+.2f} ms",
-    )
-    axes.set_xlabel("LUT estimate (ms)")
-    axes.set_ylabel("measured latency (ms)")
-    axes.set_title(
-        f"{report['resolution']} px, {report['mode']} LUT, n = {report['n']}\n"
-        f"Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %, "
-        f"±10 %: {100 * report['within_10pct']:.1f} %"
-    )
-    axes.legend(loc="upper left")
-    axes.grid(alpha=0.3)
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write(path, buffer.getvalue())
+    with png_figure(path, (6, 6)) as axes:
+        axes.scatter(results["estimate_ms"], results["measured_ms"], s=4, alpha=0.4, edgecolors="none", label="children")
+        low = min(results["estimate_ms"].min(), results["measured_ms"].min())
+        high = max(results["estimate_ms"].max(), results["measured_ms"].max())
+        line = np.array([low, high])
+        axes.plot(line, line, color="black", linewidth=1, label="y = x")
+        axes.plot(
+            line,
+            report["slope"] * line + report["intercept"],
+            color="tab:red",
+            linewidth=1,
+            label=f"fit: {report['slope']:.3f}·x {report['intercept']:+.2f} ms",
+        )
+        axes.set_xlabel("LUT estimate (ms)")
+        axes.set_ylabel("measured latency (ms)")
+        axes.set_title(
+            f"{report['resolution']} px, {report['mode']} LUT, n = {report['n']}\n"
+            f"Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %, "
+            f"±10 %: {100 * report['within_10pct']:.1f} %"
+        )
+        axes.legend(loc="upper left")
+        axes.grid(alpha=0.3)
 
 
 class CorrelationRun:

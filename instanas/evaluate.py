@@ -8,7 +8,6 @@ the report says whether the controller gives cheaper architectures to the images
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from scipy import stats
 from torch.utils.data import DataLoader
 
 from instanas.atomic import atomic_write
+from instanas.plots import png_figure
 from instanas.controller import Controller, deterministic_policy
 from instanas.data import dataset_info, load_dataset, subset
 from instanas.errors import CheckpointError, LUTError
@@ -41,41 +41,36 @@ def _predict(metagraph: MetaGraph, loader: DataLoader, choose) -> tuple[np.ndarr
     return np.concatenate(correct), np.concatenate(confidence), np.concatenate(archs)
 
 
-def _measure(networks: dict[str, torch.nn.Module], resolution: int, table, *, threads: int,
-             min_run_time: float) -> dict[str, float]:
-    """Measured ms of each network, paired with the reference network and converted with the LUT's anchor."""
-    from profiler.reference import reference_timer
+class Stopwatch:
+    """Measured ms of modules: paired with the reference network, converted with the LUT's anchor (its units)."""
 
-    table.check_reference()
-    timer = reference_timer(threads)
-    image = torch.randn(1, 3, resolution, resolution)
-    return {
-        name: timer.measure(network, image, min_run_time=min_run_time).ratio * table.anchor_ms
-        for name, network in networks.items()
-    }
+    def __init__(self, table, *, threads: int | None = None, min_run_time: float = 0.2):
+        from profiler.reference import reference_timer
+
+        table.check_reference()
+        self.timer = reference_timer(threads or table.threads)
+        self.anchor_ms, self.min_run_time = table.anchor_ms, min_run_time
+
+    def __call__(self, module: torch.nn.Module, example_input) -> float:
+        return self.timer.measure(module.eval(), example_input, min_run_time=self.min_run_time).ratio * self.anchor_ms
+
+    def images(self, networks: dict[str, torch.nn.Module], resolution: int) -> dict[str, float]:
+        """Each network on one image."""
+        image = torch.randn(1, 3, resolution, resolution)
+        return {name: self(network, image) for name, network in networks.items()}
 
 
 def histogram_plot(latency_ms: np.ndarray, baseline_ms: float | None, report: dict, path: Path) -> None:
     """Per-image latency histogram, with the MobileNetV2 baseline's latency as a line (like the paper's Figure 1)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4), dpi=120)
-    axes.hist(latency_ms, bins=40, color="tab:blue", alpha=0.8, label="InstaNAS, per image (controller included)")
-    if baseline_ms is not None:
-        axes.axvline(baseline_ms, color="tab:red", linestyle="--", label=f"MobileNetV2 1.0× ({baseline_ms:.2f} ms)")
-    axes.set_xlabel("latency (ms, LUT)")
-    axes.set_ylabel("images")
-    axes.set_title(f"{report['dataset']} validation, accuracy {100 * report['accuracy']:.1f} %, "
-                   f"mean {report['lut_ms']['mean']:.2f} ± {report['lut_ms']['std']:.2f} ms")
-    axes.legend()
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write(path, buffer.getvalue())
+    with png_figure(path, (7, 4)) as axes:
+        axes.hist(latency_ms, bins=40, color="tab:blue", alpha=0.8, label="InstaNAS, per image (controller included)")
+        if baseline_ms is not None:
+            axes.axvline(baseline_ms, color="tab:red", linestyle="--", label=f"MobileNetV2 1.0× ({baseline_ms:.2f} ms)")
+        axes.set_xlabel("latency (ms, LUT)")
+        axes.set_ylabel("images")
+        axes.set_title(f"{report['dataset']} validation, accuracy {100 * report['accuracy']:.1f} %, "
+                       f"mean {report['lut_ms']['mean']:.2f} ± {report['lut_ms']['std']:.2f} ms")
+        axes.legend()
 
 
 def _spread(values: np.ndarray) -> dict:
@@ -132,8 +127,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
         networks = {text: metagraph.child(parse_architecture(text)) for text in frame["arch"][:measure]}
         networks["controller"] = controller
         networks["mobilenetv2"] = metagraph.child(mobilenetv2_architecture())
-        measured_ms = _measure(networks, run["resolution"], table, threads=threads or table.threads,
-                               min_run_time=min_run_time)
+        measured_ms = Stopwatch(table, threads=threads, min_run_time=min_run_time).images(networks, run["resolution"])
         controller_measured = measured_ms.pop("controller")
         frame["measured_ms"] = frame["arch"].map(measured_ms) + controller_measured
         per_image = frame.set_index("arch")["measured_ms"].reindex(names).to_numpy()

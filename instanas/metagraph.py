@@ -32,19 +32,19 @@ DEFAULT_NUM_CLASSES = {32: 10, 64: 200, 224: 1000}
 class Stem(nn.Sequential):
     """3×3 convolution to 32 channels + BN + ReLU (stride 2 only at 224 px)."""
 
-    def __init__(self, stride: int):
-        super().__init__(ConvBNAct(3, STEM_CHANNELS, kernel_size=3, stride=stride, activation_layer=nn.ReLU))
+    def __init__(self, stride: int, channels: int = STEM_CHANNELS):
+        super().__init__(ConvBNAct(3, channels, kernel_size=3, stride=stride, activation_layer=nn.ReLU))
 
 
 class Head(nn.Sequential):
     """1×1 convolution to 1280 + BN + ReLU, global average pooling, linear classifier."""
 
-    def __init__(self, in_channels: int, num_classes: int):
+    def __init__(self, in_channels: int, num_classes: int, channels: int = HEAD_CHANNELS):
         super().__init__(
-            ConvBNAct(in_channels, HEAD_CHANNELS, kernel_size=1, activation_layer=nn.ReLU),
+            ConvBNAct(in_channels, channels, kernel_size=1, activation_layer=nn.ReLU),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(1),
-            nn.Linear(HEAD_CHANNELS, num_classes),
+            nn.Linear(channels, num_classes),
         )
 
 

@@ -76,6 +76,19 @@ class TrainConfig:
     finetune_batch: int = 32
     snapshot: int | None = None  # the search epoch whose controller to fine-tune (default: the last)
     from_scratch: bool = True
+    # baselines (``instanas compare``): BlockDrop's curriculum and joint-fine-tuning scripts, ConvNet-AIG's CIFAR one
+    blockdrop_curriculum_epochs: int = 10  # one more droppable cell per epoch; 10 cells can be dropped
+    blockdrop_joint_epochs: int = 40
+    blockdrop_lr: float = 1e-3
+    blockdrop_joint_lr: float = 1e-4
+    blockdrop_entropy_weight: float = 0.1
+    blockdrop_penalty: float = -1.0  # γ, the reward of a wrong prediction during the curriculum
+    blockdrop_joint_penalty: float = -5.0
+    aig_epochs: int = 40
+    aig_lr: float = 0.01  # SGD on the trained MobileNetV2 (ConvNet-AIG trains from scratch at 0.1)
+    aig_weight_decay: float = 5e-4
+    aig_target: float = 0.6  # the fraction of images each gate should let through
+    aig_loss_weight: float = 2.0
 
     def stage_settings(self, stage: str) -> dict:
         """What a checkpoint of ``stage`` must agree with to be resumed."""
@@ -86,7 +99,12 @@ class TrainConfig:
                        "reward_correct", "reward_wrong", "upper_start", "upper_end"),
             "finetune": ("finetune_epochs", "finetune_lr", "finetune_batch", "snapshot", "from_scratch"),
             "mobilenetv2": ("finetune_epochs", "finetune_lr", "finetune_batch"),
-        }[stage]
+            "blockdrop": ("blockdrop_curriculum_epochs", "blockdrop_joint_epochs", "blockdrop_lr", "blockdrop_joint_lr",
+                          "blockdrop_entropy_weight", "blockdrop_penalty", "blockdrop_joint_penalty", "alpha",
+                          "search_batch"),
+            "convnet-aig": ("aig_epochs", "aig_lr", "momentum", "aig_weight_decay", "aig_target", "aig_loss_weight",
+                            "finetune_batch"),
+        }[stage.split("-")[0] if stage.startswith("mobilenetv2") else stage]
         values = asdict(self)
         return {key: values[key] for key in (*shared, *own)}
 
@@ -259,16 +277,18 @@ class Trainer:
     def new_controller(self) -> Controller:
         return Controller(self.resolution).to(self.device)
 
-    def evaluate(self, metagraph: nn.Module, choose: Callable[[Tensor], Tensor], table=None, mode: str = "plain") -> dict:
-        """Validation accuracy with architectures from ``choose(images)``, and their mean LUT latency."""
-        metagraph.eval()
+    def evaluate(self, network: nn.Module, choose: Callable[[Tensor], Tensor] | None = None, table=None,
+                 mode: str = "plain") -> dict:
+        """Validation accuracy, with architectures from ``choose(images)`` (a meta-graph) or none (a static network),
+        and the architectures' mean LUT latency."""
+        network.eval()
         loader = self.loader(self.val_set, 100, train=False)
         totals = EpochTotals()
         with torch.no_grad():
             for images, labels in loader:
                 images, labels = images.to(self.device), labels.to(self.device)
-                selection = choose(images)
-                logits = metagraph(images, selection)
+                selection = choose(images) if choose else None
+                logits = network(images, selection) if choose else network(images)
                 latency = lut_latency(table, selection, mode) if table is not None else None
                 totals.add(F.cross_entropy(logits, labels), logits.argmax(1) == labels, latency)
         return totals.summary(self.workers, "val")
@@ -284,15 +304,41 @@ def drop_path_rate(epoch: int, epochs: int, final: float) -> float:
 
 
 def supervised_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor,
-                    selection: Tensor) -> tuple[Tensor, Tensor]:
-    """One cross-entropy step of the meta-graph on per-image ``selection``; the loss and which images were right."""
+                    *selection: Tensor) -> tuple[Tensor, Tensor]:
+    """One cross-entropy step (of a meta-graph: on per-image ``selection``); the loss and which images were right."""
     model.train()
-    logits = model(images, selection)
+    logits = model(images, *selection)
     loss = F.cross_entropy(logits, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     return loss.detach(), logits.argmax(1) == labels
+
+
+def self_critical_loss(probabilities: Tensor, reward: Callable[[Tensor], tuple[Tensor, ...]], alpha: float,
+                       entropy_weight: float, decided: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """REINFORCE with the self-critical baseline (paper eq. 1), as InstaNAS and BlockDrop train their policies.
+
+    Actions are drawn from the encouraged probabilities p' = α·p + (1 − α)(1 − p); the advantage of each image is
+    ``reward(sampled)`` minus ``reward(greedy, p > 0.5)``, priced in that order (``reward`` returns the per-image
+    reward first, then anything the caller wants back for the sample). The entropy term is the authors' β·Σ −p'·log p'. Entries outside
+    ``decided`` are forced on (BlockDrop's curriculum) and get no gradient. Returns the loss, averaged over images,
+    and what ``reward`` returned for the sample.
+    """
+    explore = encouraged(probabilities, alpha)
+    distribution = torch.distributions.Bernoulli(probs=explore)
+    actions = distribution.sample()
+    greedy = (probabilities.detach() > 0.5).float()
+    log_probability = distribution.log_prob(actions)
+    if decided is not None:
+        actions, greedy = torch.where(decided, actions, 1.0), torch.where(decided, greedy, 1.0)
+        log_probability = log_probability * decided
+    sampled = reward(actions)
+    advantage = sampled[0] - reward(greedy)[0]
+    clamped = explore.clamp(1e-15, 1 - 1e-15)
+    entropy = -(clamped * clamped.log()).sum()
+    policy_term = (log_probability * advantage.view(-1, *[1] * (probabilities.dim() - 1))).sum()
+    return (-policy_term - entropy_weight * entropy) / len(probabilities), sampled
 
 
 def _fixed(architecture: np.ndarray, count: int, device) -> Tensor:
@@ -307,7 +353,7 @@ class Stage:
     def __init__(self, trainer: Trainer, resume: bool):
         self.trainer, self.config, self.workers = trainer, trainer.config, trainer.workers
         self.checkpoint_path = trainer.out / f"{self.name}.pt"
-        self.settings = self.config.stage_settings(self.name)
+        self.settings = self.stage_settings()
         self.history: list[dict] = []
         self.start_epoch = 0
         previous = REQUIRES.get(self.name)
@@ -326,6 +372,10 @@ class Stage:
     @property
     def epochs(self) -> int:
         raise NotImplementedError
+
+    def stage_settings(self) -> dict:
+        """What a checkpoint must agree with to be resumed."""
+        return self.config.stage_settings(self.name)
 
     def state(self) -> dict:
         """Models and optimisers to checkpoint."""
@@ -353,7 +403,12 @@ class Stage:
 
 
 class Pretrain(Stage):
-    """Each step trains one random child of the meta-graph (drop-path), SGD with step decay at 50 % and 75 %."""
+    """One-shot pre-training with drop-path, SGD with step decay at 50 % and 75 %.
+
+    Each image of a batch runs its own random child (as the authors' pre-training does), so the batch-norm
+    statistics describe the mix of children that the search later feeds the meta-graph, not one child per batch.
+    Validation uses children drawn the same way, from a fixed seed.
+    """
 
     name = "pretrain"
 
@@ -367,7 +422,8 @@ class Pretrain(Stage):
         milestones = [int(config.pretrain_epochs * 0.5), int(config.pretrain_epochs * 0.75)]
         self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)
         self._restore(metagraph=self.metagraph, optimizer=self.optimizer, schedule=self.schedule)
-        self.rng = np.random.default_rng([config.seed, self.start_epoch])  # the same child on every worker
+        # seeded by rank too: each worker draws children for its own images
+        self.rng = np.random.default_rng([config.seed, self.start_epoch, self.workers.rank])
 
     @property
     def epochs(self) -> int:
@@ -377,19 +433,25 @@ class Pretrain(Stage):
         return {"metagraph": self.metagraph.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict()}
 
+    @staticmethod
+    def children(count: int, keep: float, rng: np.random.Generator, device) -> Tensor:
+        """One random child per image: every module kept with probability ``keep``."""
+        archs = sample_architectures(count, keep=keep, seed=int(rng.integers(2**32)))
+        return torch.as_tensor(archs, device=device)
+
     def train_epoch(self, epoch: int) -> dict:
-        rate = drop_path_rate(epoch, self.epochs, self.config.final_drop_path)
+        keep = 1 - drop_path_rate(epoch, self.epochs, self.config.final_drop_path)
 
         def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
-            child = sample_architectures(1, keep=1 - rate, seed=int(self.rng.integers(2**32)))[0]
-            selection = _fixed(child, len(images), images.device)
+            selection = self.children(len(images), keep, self.rng, images.device)
             totals.add(*supervised_step(self.model, self.optimizer, images, labels, selection))
 
         loader = self.trainer.loader(self.trainer.train_set, self.config.pretrain_batch, train=True)
         row = self.trainer.epoch(loader, epoch, "pretrain", step, "train")
         self.schedule.step()
-        full = lambda images: torch.ones(len(images), *ARCH_SHAPE, dtype=torch.bool, device=images.device)  # noqa: E731
-        return row | {"drop_path": rate} | self.trainer.evaluate(self.metagraph, full)
+        validation_rng = np.random.default_rng([self.config.seed, self.workers.rank])
+        sampled = lambda images: self.children(len(images), keep, validation_rng, images.device)  # noqa: E731
+        return row | {"drop_path": 1 - keep} | self.trainer.evaluate(self.metagraph, sampled)
 
 
 class Search(Stage):
@@ -446,17 +508,9 @@ class Search(Stage):
         def controller_step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
             self.metagraph.eval()
             self.controller_model.train()
-            probabilities = self.controller_model(images)
-            explore = encouraged(probabilities, config.alpha)
-            distribution = torch.distributions.Bernoulli(probs=explore)
-            actions = distribution.sample()
-            sampled_reward, correct, latency = self._reward(images, labels, with_default_modules(actions), upper)
-            greedy_reward, _, _ = self._reward(images, labels, deterministic_policy(probabilities.detach()), upper)
-            advantage = (sampled_reward - greedy_reward).view(-1, 1, 1)
-            log_probability = distribution.log_prob(actions)
-            clamped = explore.clamp(1e-15, 1 - 1e-15)
-            entropy = -(clamped * clamped.log()).sum()
-            loss = (-(log_probability * advantage).sum() - config.entropy_weight * entropy) / len(images)
+            reward = lambda actions: self._reward(images, labels, with_default_modules(actions), upper)  # noqa: E731
+            loss, (_, correct, latency) = self_critical_loss(self.controller_model(images), reward, config.alpha,
+                                                             config.entropy_weight)
             self.controller_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.controller_optimizer.step()
@@ -501,38 +555,46 @@ def snapshot_path(out: Path, epoch: int | None) -> Path:
 
 
 class Retrain(Stage):
-    """Train the meta-graph on fixed architectures with Adam and cosine annealing (paper §4.2's re-training)."""
+    """Train a network on fixed architectures with Adam and cosine annealing (paper §4.2's re-training).
+
+    The network is a meta-graph run on ``choose(images)``, or (``choose = None``) a static network.
+    """
+
+    state_key = "metagraph"
 
     def __init__(self, trainer: Trainer, resume: bool):
         super().__init__(trainer, resume)
         config = self.config
-        self.metagraph = trainer.new_metagraph()
-        self.model = self.workers.wrap(self.metagraph)
-        self.optimizer = torch.optim.Adam(self.metagraph.parameters(), lr=config.finetune_lr)
+        self.network = self.build()
+        self.model = self.workers.wrap(self.network)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.finetune_lr)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(config.finetune_epochs, 1))
-        self._restore(metagraph=self.metagraph, optimizer=self.optimizer, schedule=self.schedule)
+        self._restore(**{self.state_key: self.network}, optimizer=self.optimizer, schedule=self.schedule)
 
     @property
     def epochs(self) -> int:
         return self.config.finetune_epochs
 
+    def build(self) -> nn.Module:
+        return self.trainer.new_metagraph()
+
     def choose(self, images: Tensor) -> Tensor:
         raise NotImplementedError
 
     def state(self) -> dict:
-        return {"metagraph": self.metagraph.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {self.state_key: self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict()}
 
     def train_epoch(self, epoch: int) -> dict:
         def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
             with torch.no_grad():
-                selection = self.choose(images)
-            totals.add(*supervised_step(self.model, self.optimizer, images, labels, selection))
+                selection = (self.choose(images),) if self.choose else ()
+            totals.add(*supervised_step(self.model, self.optimizer, images, labels, *selection))
 
         loader = self.trainer.loader(self.trainer.train_set, self.config.finetune_batch, train=True)
         row = self.trainer.epoch(loader, epoch, self.name, step, "train")
         self.schedule.step()
-        return row | {"lr": self.schedule.get_last_lr()[0]} | self.trainer.evaluate(self.metagraph, self.choose)
+        return row | {"lr": self.schedule.get_last_lr()[0]} | self.trainer.evaluate(self.network, self.choose)
 
 
 class Finetune(Retrain):
@@ -548,7 +610,7 @@ class Finetune(Retrain):
         self.controller.load_state_dict(self.resumed["controller"] if self.resumed else chosen["controller"])
         self.controller.eval().requires_grad_(False)
         if not self.resumed and not self.config.from_scratch:
-            self.metagraph.load_state_dict(chosen["metagraph"])
+            self.network.load_state_dict(chosen["metagraph"])
 
     def choose(self, images: Tensor) -> Tensor:
         return deterministic_policy(self.controller(images))

@@ -34,3 +34,18 @@ def profiled(tmp_path_factory, cli):
     assert result.returncode == 0, result.stderr
     (path,) = store.glob("*/res32-v1.json")
     return path
+
+
+# A tiny real training setup: 64 training and 40 validation digits, small batches, one or two epochs per stage.
+TINY = ("--dataset", "digits", "--workers", "0", "--limit-train", "64", "--limit-val", "40",
+        "--pretrain-batch", "16", "--search-batch", "16", "--finetune-batch", "16")
+EPOCHS = ("--pretrain-epochs", "2", "--search-epochs", "2", "--finetune-epochs", "1")
+
+
+@pytest.fixture(scope="session")
+def trained_run(profiled, tmp_path_factory, cli):
+    """All of ``instanas train`` (pretrain, search, finetune, mobilenetv2) on the tiny setup: the run folder."""
+    run = tmp_path_factory.mktemp("train") / "run"
+    trained = cli("train", *TINY, *EPOCHS, "--out", str(run), "--lut", str(profiled))
+    assert trained.returncode == 0, trained.stderr
+    return run

@@ -17,12 +17,11 @@ from instanas.data import Cutout, load_dataset
 from instanas.errors import DatasetError
 from instanas.reward import LatencyBounds, instance_reward, latency_reward
 from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, smallest_architecture
-from instanas.train import drop_path_rate
+from instanas.train import Pretrain, drop_path_rate
 from lut.store import load_table
 
-TINY = ("--dataset", "digits", "--workers", "0", "--limit-train", "64", "--limit-val", "40",
-        "--pretrain-batch", "16", "--search-batch", "16", "--finetune-batch", "16")
-EPOCHS = ("--pretrain-epochs", "2", "--search-epochs", "2", "--finetune-epochs", "1")
+from conftest import TINY
+
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 224])
@@ -71,6 +70,15 @@ def test_drop_path_rises_from_the_middle_of_pretraining():
     assert all(a < b for a, b in zip(rates[4:], rates[5:]))
 
 
+def test_pretraining_draws_a_child_per_image():
+    rng = np.random.default_rng(0)
+    children = Pretrain.children(16, 0.5, rng, "cpu").numpy()
+    assert len({child.tobytes() for child in children}) == 16, "each image its own random child"
+    assert children[:, REQUIRED_CELLS].any(-1).all()
+    assert 0.3 < children.mean() < 0.7
+    assert Pretrain.children(4, 1.0, rng, "cpu").all(), "before drop-path starts, every module runs"
+
+
 def test_digits_are_real_images_split_apart():
     train, val = load_dataset("digits", None, train=True), load_dataset("digits", None, train=False)
     assert len(train) + len(val) == 1797 and len(val) == 360
@@ -97,10 +105,8 @@ def test_missing_or_malformed_dataset_folders_are_one_line_errors(tmp_path, cli)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
 
 
-def test_three_stages_then_evaluate_end_to_end(profiled, tmp_path, cli):
-    run = tmp_path / "run"
-    trained = cli("train", *TINY, *EPOCHS, "--out", str(run), "--lut", str(profiled))
-    assert trained.returncode == 0, trained.stderr
+def test_three_stages_then_evaluate_end_to_end(profiled, trained_run, cli):
+    run = trained_run
     for name in ("pretrain", "search", "finetune", "mobilenetv2"):
         metrics = pd.read_csv(run / f"metrics-{name}.csv")
         assert (run / f"{name}.pt").exists() and len(metrics) == {"pretrain": 2, "search": 2}.get(name, 1)

@@ -1,0 +1,328 @@
+"""``instanas compare``: InstaNAS against its baselines on one data set and one LUT (paper Table 1/2, Figure 6).
+
+Everything runs inside a training run folder, on its data split: each baseline is a resumable stage there
+(``mobilenetv2-0.4x.pt``, ``blockdrop.pt``, …; a finished one is loaded, not trained again), the one-shot scores are
+journaled, and each method's evaluated points are kept in ``<out>/points-<method>.csv`` until its checkpoints change.
+
+Every method reports accuracy and per-image latency the same way: the LUT estimate (the table's entries for what the
+image's network executes, plus what runs besides: InstaNAS's controller from its LUT entry, BlockDrop's policy network
+— the controller's body — from the same entry, ConvNet-AIG's gates timed here with the profiling harness), and the
+measured batch-1 latency of the most frequent networks (paired with the reference network, in the LUT's units). Widths
+other than 1.0× are outside the space: their "LUT estimate" is the sum of their own parts, timed here the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from instanas.atomic import atomic_write
+from instanas.plots import png_figure
+from instanas.baselines import DROPPABLE_CELLS
+from instanas.baselines.blockdrop import BlockDropStage
+from instanas.baselines.convnet_aig import ConvNetAIGStage
+from instanas.baselines.mobilenetv2 import WidthBaseline
+from instanas.baselines.oneshot import RetrainArchitecture, pareto_frontier, score_architectures
+from instanas.controller import Controller, deterministic_policy
+from instanas.errors import CheckpointError, InstaNASError
+from instanas.evaluate import Stopwatch
+from instanas.metagraph import MetaGraph
+from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture
+from instanas.train import (
+    MobileNetV2Baseline,
+    Stage,
+    Trainer,
+    TrainConfig,
+    Workers,
+    _fixed,
+    load_checkpoint,
+    read_run,
+    snapshot_path,
+)
+
+METHODS = ("mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas")
+WIDTHS = (0.4, 1.0, 1.4)
+LABELS = {"mobilenetv2": "MobileNetV2", "oneshot": "One-shot", "oneshot-retrained": "One-shot (re-trained)",
+          "blockdrop": "BlockDrop", "convnet-aig": "ConvNet-AIG", "instanas": "InstaNAS"}
+POINT_COLUMNS = ["method", "point", "accuracy", "error_pct", "lut_ms_mean", "lut_ms_std", "measured_ms_mean",
+                 "measured_ms_std", "measured_images", "images", "frontier"]
+
+
+@dataclass
+class CompareOptions:
+    methods: tuple[str, ...] = METHODS
+    widths: tuple[float, ...] = WIDTHS
+    oneshot_samples: int = 10_000
+    retrain: bool = False  # re-train the one-shot frontier from scratch
+    measure: int = 5  # measure each point's N most frequent networks (0: LUT only)
+    min_run_time: float = 0.2
+    threads: int | None = None
+    show_progress: bool = True
+    device: str = "cpu"
+
+
+class GateBank(nn.Module):
+    """All of ConvNet-AIG's gates, each on a feature map of its cell's input shape: their cost per image."""
+
+    def __init__(self, gates: nn.ModuleDict):
+        super().__init__()
+        self.gates = gates
+
+    def forward(self, inputs: tuple[Tensor, ...]) -> list[Tensor]:
+        return [gate(x) for gate, x in zip(self.gates.values(), inputs)]
+
+
+class Comparison:
+    def __init__(self, run_dir: Path, config: TrainConfig, table, options: CompareOptions, out: Path):
+        self.run_dir, self.config, self.table, self.options, self.out = Path(run_dir), config, table, options, Path(out)
+        self.mode = table.default_mode
+        self.trainer = Trainer(config, self.run_dir, Workers(device=torch.device(options.device)),
+                               show_progress=options.show_progress)
+        if table.resolution != self.trainer.resolution:
+            raise InstaNASError(f"{table.path}: profiled at {table.resolution} px, the run trains at "
+                                f"{self.trainer.resolution} px")
+        self.resolution = self.trainer.resolution
+        loader = self.trainer.loader(self.trainer.val_set, 100, train=False)
+        self.batches = [(images.to(self.trainer.device), labels.to(self.trainer.device)) for images, labels in loader]
+        self._stopwatch: Stopwatch | None = None
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # -- timing -------------------------------------------------------------------------------------------------
+    @property
+    def stopwatch(self) -> Stopwatch:
+        if self._stopwatch is None:
+            self._stopwatch = Stopwatch(self.table, threads=self.options.threads, min_run_time=self.options.min_run_time)
+        return self._stopwatch
+
+    def _image(self) -> Tensor:
+        return torch.randn(1, 3, self.resolution, self.resolution)
+
+    def _time(self, module: nn.Module, example_input=None) -> float:
+        return self.stopwatch(module.cpu(), self._image() if example_input is None else example_input)
+
+    # -- one point ----------------------------------------------------------------------------------------------
+    def _per_image(self, decide: Callable[[Tensor], tuple[Tensor, Tensor | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per validation image: right or not, and the architecture in the space it ran (None: a static network)."""
+        correct, archs = [], []
+        with torch.no_grad():
+            for images, labels in self.batches:
+                logits, selection = decide(images)
+                correct.append((logits.argmax(1) == labels).cpu().numpy())
+                if selection is not None:
+                    archs.append(selection.cpu().numpy().astype(bool))
+        return np.concatenate(correct), np.concatenate(archs) if archs else None
+
+    def _dynamic_point(self, method: str, point: str, correct: np.ndarray, archs: np.ndarray, network_of: Callable,
+                       lut_overhead_ms: float, overhead: tuple[nn.Module, object] | None, frontier: bool = False) -> dict:
+        """A point whose images run architectures of the space, plus ``overhead`` (what decides, once per image)."""
+        lut_ms = self.table.estimate(archs, mode=self.mode) + lut_overhead_ms
+        names = pd.Series([format_architecture(arch) for arch in archs])
+        measured = np.full(len(archs), np.nan)
+        if self.options.measure:
+            overhead_ms = self._time(*overhead) if overhead else 0.0
+            for name in names.value_counts().index[: self.options.measure]:
+                measured[(names == name).to_numpy()] = self._time(network_of(parse_architecture(name))) + overhead_ms
+        return self._row(method, point, correct, lut_ms, measured, frontier)
+
+    def _fixed_point(self, method: str, point: str, metagraph: MetaGraph, arch: np.ndarray) -> dict:
+        """One architecture of the space for every image, run by ``metagraph``'s weights."""
+        correct, _ = self._per_image(lambda images: (metagraph(images, _fixed(arch, len(images), images.device)), None))
+        archs = np.broadcast_to(arch, (len(correct), *arch.shape))
+        return self._dynamic_point(method, point, correct, archs, metagraph.child, 0.0, None, frontier=True)
+
+    def _row(self, method: str, point: str, correct: np.ndarray, lut_ms: np.ndarray, measured_ms: np.ndarray,
+             frontier: bool) -> dict:
+        covered = measured_ms[~np.isnan(measured_ms)]
+        return {
+            "method": method, "point": point, "accuracy": float(correct.mean()), "error_pct": 100 * (1 - float(correct.mean())),
+            "lut_ms_mean": float(np.mean(lut_ms)), "lut_ms_std": float(np.std(lut_ms)),
+            "measured_ms_mean": float(covered.mean()) if len(covered) else np.nan,
+            "measured_ms_std": float(covered.std()) if len(covered) else np.nan,
+            "measured_images": int(len(covered)), "images": int(len(correct)), "frontier": frontier,
+        }
+
+    def _train(self, stage: Stage) -> Stage:
+        stage.run()  # a finished stage has no epochs left
+        return stage
+
+    def _metagraph(self, state: dict, key: str = "metagraph") -> MetaGraph:
+        metagraph = self.trainer.new_metagraph()
+        metagraph.load_state_dict(state[key])
+        return metagraph.eval()
+
+    def _backbone(self) -> Stage:
+        """The run's MobileNetV2 1.0× (``mobilenetv2`` stage): trained here if the run has none."""
+        return self._train(MobileNetV2Baseline(self.trainer, resume=True))
+
+    # -- methods ------------------------------------------------------------------------------------------------
+    def mobilenetv2(self) -> list[dict]:
+        rows = []
+        for width in self.options.widths:
+            if width == 1.0:
+                rows.append(self._fixed_point("mobilenetv2", "1.0×", self._backbone().network.eval(),
+                                              mobilenetv2_architecture()))
+                continue
+            network = self._train(WidthBaseline(self.trainer, resume=True, width=width)).network.eval()
+            correct, _ = self._per_image(lambda images: (network(images), None))
+            parts_ms = sum(self._time(part, torch.randn(1, channels, size, size))
+                           for part, (channels, size) in network.parts())
+            if self.mode == "calibrated":  # the same correction the table applies to its own sums
+                fit = self.table.calibration
+                parts_ms = fit["scale"] * parts_ms + fit["per_module_ms"] * len(network.cells) + fit["per_network_ms"]
+            measured = self._time(network) if self.options.measure else np.nan
+            rows.append(self._row("mobilenetv2", f"{width:g}×", correct, np.full(len(correct), parts_ms),
+                                  np.full(len(correct), measured), frontier=True))
+        return rows
+
+    def oneshot(self) -> list[dict]:
+        metagraph = self._metagraph(load_checkpoint(self._needs("pretrain.pt", "instanas train --stage pretrain")))
+        scores = score_architectures(metagraph, self.batches, self.table, samples=self.options.oneshot_samples,
+                                     seed=self.config.seed, journal_path=self.out / "oneshot.csv", resume=True,
+                                     show_progress=self.options.show_progress)
+        rows = []
+        for item in pareto_frontier(scores).itertuples():
+            arch = parse_architecture(item.arch)
+            rows.append(self._fixed_point("oneshot", f"#{item.index}", metagraph, arch))
+            if self.options.retrain:
+                stage = self._train(RetrainArchitecture(self.trainer, True, item.index, item.arch))
+                rows.append(self._fixed_point("oneshot-retrained", f"#{item.index}", stage.network.eval(), arch))
+        return rows
+
+    def blockdrop(self) -> list[dict]:
+        self._backbone()
+        stage = self._train(BlockDropStage(self.trainer, True, self.table))
+        stage.policy.eval()
+        stage.backbone.eval()
+
+        def decide(images: Tensor) -> tuple[Tensor, Tensor]:
+            selection = stage.choose(images)
+            return stage.backbone(images, selection), selection
+
+        correct, archs = self._per_image(decide)
+        return [self._dynamic_point("blockdrop", "policy p > 0.5", correct, archs, stage.backbone.child,
+                                    self.table.controller_ms, (stage.policy, None))]
+
+    def convnet_aig(self) -> list[dict]:
+        self._backbone()
+        stage = self._train(ConvNetAIGStage(self.trainer, True))
+        network = stage.network.eval()
+        correct, archs = self._per_image(network.decide)
+        gates = GateBank(network.gates)
+        shapes = [network.backbone.space.cells[cell] for cell in DROPPABLE_CELLS]
+        inputs = tuple(torch.randn(1, spec.in_channels, spec.input_hw, spec.input_hw) for spec in shapes)
+        gates_ms = self._time(gates, inputs)  # not in the LUT: timed here, the LUT's way
+        return [self._dynamic_point("convnet-aig", f"target {self.config.aig_target:g}", correct, archs,
+                                    network.backbone.child, gates_ms, (gates, inputs))]
+
+    def instanas(self) -> list[dict]:
+        snapshot_path(self.run_dir, None)  # a clear error if the search has not run
+        checkpoints = sorted((self.run_dir / "snapshots").glob("epoch-*.pt"))
+        finetuned = self.run_dir / "finetune.pt"
+        rows = []
+        for path in [*checkpoints, *([finetuned] if finetuned.exists() else [])]:
+            state = load_checkpoint(path)
+            metagraph, controller = self._metagraph(state), Controller(self.resolution).eval()
+            controller.load_state_dict(state["controller"])
+
+            def decide(images: Tensor) -> tuple[Tensor, Tensor]:
+                selection = deterministic_policy(controller(images))
+                return metagraph(images, selection), selection
+
+            correct, archs = self._per_image(decide)
+            point = "re-trained" if path == finetuned else f"search epoch {state['epoch']}"
+            rows.append(self._dynamic_point("instanas", point, correct, archs, metagraph.child,
+                                            self.table.controller_ms, (controller, None), frontier=path != finetuned))
+        return rows
+
+    # -- orchestration ------------------------------------------------------------------------------------------
+    def _needs(self, name: str, how: str) -> Path:
+        path = self.run_dir / name
+        if not path.exists():
+            raise CheckpointError(f"{self.run_dir}: no {name}; run `{how}` first")
+        return path
+
+    def _inputs(self, method: str) -> str:
+        """What a method's cached points depend on (its checkpoints by size and time, the options), as JSON text."""
+        patterns = {"mobilenetv2": ["mobilenetv2*.pt"], "oneshot": ["pretrain.pt", "oneshot-*.pt"],
+                    "blockdrop": ["blockdrop.pt"], "convnet-aig": ["convnet-aig.pt"],
+                    "instanas": ["snapshots/epoch-*.pt", "finetune.pt"]}[method]
+        files = sorted(path for pattern in patterns for path in self.run_dir.glob(pattern))
+        options = {key: value for key, value in asdict(self.options).items() if key not in ("methods", "show_progress")}
+        key = {"files": {str(path.relative_to(self.run_dir)): [path.stat().st_size, path.stat().st_mtime_ns]
+                         for path in files},
+               "options": options, "lut": self.table.content_hash, "mode": self.mode,
+               "settings": self.config.stage_settings(method) if method in ("blockdrop", "convnet-aig") else None}
+        return json.dumps(key, indent=1) + "\n"
+
+    def points(self, method: str) -> pd.DataFrame:
+        """The method's points: trained or loaded, evaluated, cached in ``points-<method>.csv``."""
+        cached, key_path = self.out / f"points-{method}.csv", self.out / f"points-{method}.json"
+        if cached.exists() and key_path.exists() and key_path.read_text() == self._inputs(method):
+            return pd.read_csv(cached)
+        frame = pd.DataFrame(getattr(self, method.replace("-", "_"))(), columns=POINT_COLUMNS)
+        atomic_write(cached, frame.to_csv(index=False))
+        atomic_write(key_path, self._inputs(method))
+        return frame
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """The paper's Table 1 layout: method, error, latency mean ± std (LUT and measured)."""
+    lines = ["| method | point | error (%) | latency, LUT (ms) | latency, measured (ms) |", "|---|---|---|---|---|"]
+    for row in frame.itertuples():
+        measured = "—" if np.isnan(row.measured_ms_mean) else f"{row.measured_ms_mean:.2f} ± {row.measured_ms_std:.2f}"
+        lines.append(f"| {LABELS[row.method]} | {row.point} | {row.error_pct:.1f} | "
+                     f"{row.lut_ms_mean:.2f} ± {row.lut_ms_std:.2f} | {measured} |")
+    return "\n".join(lines) + "\n"
+
+
+def frontier_plot(frame: pd.DataFrame, oneshot_scores: pd.DataFrame | None, title: str, path: Path) -> None:
+    """Accuracy against mean LUT latency per image, every method (like the paper's Figure 6)."""
+    with png_figure(path, (8, 5)) as axes:
+        if oneshot_scores is not None and len(oneshot_scores):
+            axes.scatter(oneshot_scores["lut_ms"], 100 * oneshot_scores["accuracy"], s=4, color="0.8",
+                         label=f"One-shot, all {len(oneshot_scores)} sampled")
+        styles = {"mobilenetv2": ("tab:red", "s"), "oneshot": ("tab:gray", "o"), "oneshot-retrained": ("black", "o"),
+                  "blockdrop": ("tab:green", "^"), "convnet-aig": ("tab:purple", "v"), "instanas": ("tab:blue", "*")}
+        for method, group in frame.groupby("method", sort=False):
+            color, marker = styles[method]
+            line = group[group["frontier"]].sort_values("lut_ms_mean")
+            if len(line) > 1:
+                axes.plot(line["lut_ms_mean"], 100 * line["accuracy"], color=color, alpha=0.6)
+            axes.errorbar(group["lut_ms_mean"], 100 * group["accuracy"], xerr=group["lut_ms_std"], fmt=marker, color=color,
+                          markersize=8 if method == "instanas" else 6, capsize=2, label=LABELS[method])
+            for row in group.itertuples():
+                if method == "mobilenetv2" or row.point == "re-trained":
+                    axes.annotate(row.point, (row.lut_ms_mean, 100 * row.accuracy), textcoords="offset points", xytext=(4, 4))
+        axes.set_xlabel("latency per image (ms, LUT; bars: ± std over images)")
+        axes.set_ylabel("accuracy (%)")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+
+
+def check_methods(methods: tuple[str, ...]) -> None:
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown:
+        raise InstaNASError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
+
+
+def compare(run_dir: Path, config: TrainConfig, table, options: CompareOptions, out: Path | None = None) -> pd.DataFrame:
+    """Train or load every method, evaluate it, write ``table.csv``, ``table.md`` and ``frontier.png`` in ``out``."""
+    check_methods(options.methods)
+    out = Path(out) if out else Path(run_dir) / "compare"
+    comparison = Comparison(run_dir, config, table, options, out)
+    frame = pd.concat([comparison.points(method) for method in options.methods], ignore_index=True)
+    atomic_write(out / "table.csv", frame.to_csv(index=False))
+    run = read_run(run_dir)
+    atomic_write(out / "table.md", markdown_table(frame))
+    scores = pd.read_csv(out / "oneshot.csv") if "oneshot" in options.methods else None
+    title = f"{run['dataset']} validation ({int(frame['images'].iloc[0])} images), {run['resolution']} px"
+    frontier_plot(frame, scores, title, out / "frontier.png")
+    return frame

@@ -1,0 +1,164 @@
+"""The baselines (MobileNetV2 widths, one-shot, BlockDrop, ConvNet-AIG) and ``instanas compare``, on real digits."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from instanas.baselines import DROPPABLE_CELLS, backbone_selection
+from instanas.baselines.convnet_aig import GatedMobileNetV2
+from instanas.baselines.mobilenetv2 import ScaledMobileNetV2, scaled
+from instanas.baselines.oneshot import pareto_frontier, score_architectures
+from instanas.metagraph import MetaGraph
+from instanas.space import MODULE_NAMES, REQUIRED_CELLS, mobilenetv2_architecture, parse_architecture
+from instanas.train import self_critical_loss
+from lut.store import load_table
+
+from conftest import TINY
+
+MB3E6 = MODULE_NAMES.index("mb3e6")
+
+
+def _parameters(module):
+    return [tuple(p.shape) for p in module.parameters()]
+
+
+def test_mobilenetv2_widths_scale_like_torchvision_and_1x_is_the_space_member():
+    assert [scaled(c, 0.4) for c in (32, 16, 24, 1280)] == [16, 8, 16, 512]
+    assert [scaled(c, 1.4) for c in (32, 16, 24, 1280)] == [48, 24, 32, 1792]
+    child = MetaGraph(32, 10).child(mobilenetv2_architecture())
+    assert _parameters(ScaledMobileNetV2(32, 1.0, 10)) == _parameters(child)
+    sizes = [sum(p.numel() for p in ScaledMobileNetV2(32, width, 10).parameters()) for width in (0.4, 1.0, 1.4)]
+    assert sizes[0] < sizes[1] < sizes[2]
+    network = ScaledMobileNetV2(64, 0.4, 200)
+    x = torch.randn(1, 3, 64, 64)
+    for part, (channels, size) in network.parts()[:-1]:  # each part's recorded input shape is what it really sees
+        assert x.shape[1:] == (channels, size, size)
+        x = part(x)
+
+
+def test_pareto_frontier_keeps_exactly_the_undominated_points():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"lut_ms": rng.uniform(5, 20, 200).round(1), "accuracy": rng.uniform(0, 1, 200).round(2)})
+    frontier = pareto_frontier(frame)
+    assert frontier["lut_ms"].is_monotonic_increasing and frontier["accuracy"].is_monotonic_increasing
+    for row in frame.itertuples():
+        dominated = ((frame["lut_ms"] <= row.lut_ms) & (frame["accuracy"] >= row.accuracy)
+                     & ((frame["lut_ms"] < row.lut_ms) | (frame["accuracy"] > row.accuracy))).any()
+        on_frontier = ((frontier["lut_ms"] == row.lut_ms) & (frontier["accuracy"] == row.accuracy)).any()
+        assert on_frontier == (not dominated)
+
+
+def test_backbone_selection_is_mobilenetv2_with_the_dropped_cells_empty():
+    keep = torch.zeros(2, len(DROPPABLE_CELLS), dtype=torch.bool)
+    keep[1] = True
+    selection = backbone_selection(keep).numpy()
+    assert np.array_equal(selection[1], mobilenetv2_architecture())
+    assert selection[0, REQUIRED_CELLS].sum() == REQUIRED_CELLS.sum() and not selection[0, ~REQUIRED_CELLS].any()
+
+
+def test_closed_convnet_aig_gates_really_skip_their_cells():
+    torch.manual_seed(0)
+    network = GatedMobileNetV2(MetaGraph(32, 10)).eval()
+    for gate in network.gates.values():  # every gate closed
+        gate.body[-1].bias.data = torch.tensor([5.0, -5.0])
+        gate.body[-1].weight.data.zero_()
+    calls = {cell: 0 for cell in DROPPABLE_CELLS}
+    for cell in DROPPABLE_CELLS:
+        network.backbone.cells[cell].options[MB3E6].register_forward_hook(lambda *_, cell=cell: calls.__setitem__(cell, calls[cell] + 1))
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        logits, selection = network.decide(images)
+        static = network.backbone.child(selection[0].numpy())(images)
+    assert not any(calls.values()), "a closed gate's cell must not run"
+    assert not selection[:, DROPPABLE_CELLS].any()
+    torch.testing.assert_close(logits, static)
+
+
+def test_self_critical_loss_leaves_undecided_entries_on_and_without_gradient():
+    torch.manual_seed(0)
+    logits = torch.zeros(6, 4, requires_grad=True)
+    decided = torch.tensor([False, False, True, True]).expand(6, -1)
+    rewards = []
+
+    def reward(actions):
+        rewards.append(actions.clone())
+        return (actions.sum(1),)
+
+    loss, _ = self_critical_loss(torch.sigmoid(logits), reward, alpha=0.8, entropy_weight=0.0, decided=decided)
+    loss.backward()
+    sampled, greedy = rewards
+    assert sampled[:, :2].eq(1).all() and greedy[:, :2].eq(1).all()
+    assert logits.grad[:, :2].eq(0).all()
+
+
+def test_oneshot_scores_are_journaled_and_not_recomputed(profiled, tmp_path):
+    table = load_table(profiled)
+    torch.manual_seed(0)
+    metagraph = MetaGraph(32, 10).eval()
+    batches = [(torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))]
+    journal = tmp_path / "oneshot.csv"
+    first = score_architectures(metagraph, batches, table, samples=3, seed=0, journal_path=journal, resume=True,
+                                show_progress=False)
+    assert len(first) == 3 and first["accuracy"].between(0, 1).all()
+    assert np.allclose(first["lut_ms"], [table.estimate(parse_architecture(arch), table.default_mode)
+                                          for arch in first["arch"]])
+    runs = []
+    metagraph.stem.register_forward_hook(lambda *_: runs.append(1))
+    again = score_architectures(metagraph, batches, table, samples=3, seed=0, journal_path=journal, resume=True,
+                                show_progress=False)
+    assert not runs and again.equals(first)
+
+
+def test_compare_every_method_end_to_end(profiled, trained_run, cli):
+    out = trained_run / "compare"
+    arguments = ("compare", "--run", str(trained_run), "--lut", str(profiled), "--resolution", "32", "--workers", "0",
+                 "--search-batch", "16", "--blockdrop-curriculum-epochs", "1", "--blockdrop-joint-epochs", "1",
+                 "--aig-epochs", "1", "--oneshot-samples", "4", "--measure", "1", "--min-time", "0.02")
+    result = cli(*arguments)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(out / "table.csv")
+    assert set(frame["method"]) == {"mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas"}
+    assert frame["images"].eq(40).all() and frame["error_pct"].between(0, 100).all()
+    widths = frame[frame["method"] == "mobilenetv2"].set_index("point")
+    assert list(widths.index) == ["0.4×", "1.0×", "1.4×"]
+    table = load_table(profiled)
+    assert widths.loc["1.0×", "lut_ms_mean"] == pytest.approx(table.estimate(mobilenetv2_architecture(), table.default_mode))
+    assert widths.loc["1.4×", "lut_ms_mean"] > widths.loc["0.4×", "lut_ms_mean"]
+    dynamic = frame[frame["method"].isin(["blockdrop", "instanas"])]
+    assert (dynamic["lut_ms_mean"] > table.controller_ms).all(), "the policy network's latency is counted"
+    assert (frame["measured_images"] > 0).all() and (frame["measured_ms_mean"] > 0).all()
+    assert len(pd.read_csv(out / "oneshot.csv")) == 4
+    assert frame["point"].str.startswith("search epoch").sum() == 2
+    for name in ("mobilenetv2-0.4x", "mobilenetv2-1.4x", "blockdrop", "convnet-aig"):
+        assert len(pd.read_csv(trained_run / f"metrics-{name}.csv")) >= 1
+    last_cell_dropped = mobilenetv2_architecture()
+    last_cell_dropped[DROPPABLE_CELLS[-1]] = False
+    curriculum = pd.read_csv(trained_run / "metrics-blockdrop.csv").iloc[0]
+    assert curriculum["phase"] == "curriculum"
+    assert curriculum["val_lut_ms"] >= table.estimate(last_cell_dropped, table.default_mode) - 1e-9, \
+        "in the curriculum's first epoch only the last cell may be dropped"
+    assert "| BlockDrop |" in (out / "table.md").read_text()
+    assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+    before = {path.name: path.stat().st_mtime_ns for path in out.glob("points-*.csv")}
+    again = cli(*arguments)
+    assert again.returncode == 0, again.stderr
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("points-*.csv")} == before, "finished work is reused"
+
+
+def test_compare_refuses_bad_input_in_one_line(trained_run, tmp_path, cli):
+    for arguments, message in [
+        (("--run", str(tmp_path)), "not a training run folder"),
+        (("--run", str(trained_run), "--resolution", "64"), "trains at 32 px, not 64"),
+        (("--run", str(trained_run), "--method", "nope"), "unknown method 'nope'"),
+        (("--run", str(trained_run), "--widths", "0.4,x"), "--widths"),
+    ]:
+        result = cli("compare", *arguments)
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_compare_tiny_settings_refuse_a_baseline_trained_otherwise(profiled, trained_run, cli):
+    result = cli("compare", "--run", str(trained_run), "--lut", str(profiled), "--method", "mobilenetv2",
+                 "--widths", "1.0", "--finetune-epochs", "3", *TINY[2:4])
+    assert result.returncode == 2 and "other settings (finetune_epochs)" in result.stderr
