@@ -114,11 +114,16 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
     out = trained_run / "compare"
     arguments = ("compare", "--run", str(trained_run), "--lut", str(profiled), "--resolution", "32", "--workers", "0",
                  "--search-batch", "16", "--blockdrop-curriculum-epochs", "1", "--blockdrop-joint-epochs", "1",
-                 "--aig-epochs", "1", "--oneshot-samples", "4", "--measure", "1", "--min-time", "0.02")
+                 "--aig-epochs", "1", "--oneshot-samples", "4", "--retrain", "--measure", "1", "--min-time", "0.02")
     result = cli(*arguments)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out / "table.csv")
-    assert set(frame["method"]) == {"mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas"}
+    assert set(frame["method"]) == {"mobilenetv2", "oneshot", "oneshot-retrained", "blockdrop", "convnet-aig", "instanas"}
+    frontier, retrained = frame[frame["method"] == "oneshot"], frame[frame["method"] == "oneshot-retrained"]
+    assert list(retrained["point"]) == list(frontier["point"]), "every frontier architecture re-trained"
+    assert np.allclose(retrained["lut_ms_mean"], frontier["lut_ms_mean"])
+    for point in frontier["point"]:
+        assert len(pd.read_csv(trained_run / f"metrics-oneshot-{point.lstrip('#')}.csv")) == 1
     assert frame["images"].eq(40).all() and frame["error_pct"].between(0, 100).all()
     widths = frame[frame["method"] == "mobilenetv2"].set_index("point")
     assert list(widths.index) == ["0.4×", "1.0×", "1.4×"]
