@@ -67,8 +67,9 @@ class BlockDropStage(Stage):
     def train_epoch(self, epoch: int) -> dict:
         config = self.config
         joint = epoch >= config.blockdrop_curriculum_epochs
-        decided = self.decided = torch.zeros_like(self.decided)
-        decided[-min(epoch + 1, len(DROPPABLE_CELLS)):] = True
+        decided = self.decided = torch.ones_like(self.decided)
+        if not joint:  # the curriculum: only the last epoch + 1 cells are the policy's
+            decided[: -min(epoch + 1, len(DROPPABLE_CELLS))] = False
         optimizer = self.joint_optimizer if joint else self.curriculum_optimizer
         penalty = config.blockdrop_joint_penalty if joint else config.blockdrop_penalty
         entropy_weight = 0.0 if joint else config.blockdrop_entropy_weight
