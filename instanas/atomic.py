@@ -23,3 +23,13 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def report_path(path: str | os.PathLike) -> str:
+    """``path`` as a report may print it: relative to the working directory when it lies below it, else its name,
+    so that reports committed from one machine carry no absolute paths of it."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return path.name

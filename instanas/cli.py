@@ -57,6 +57,10 @@ Mode = Annotated[
     Optional[str],
     typer.Option("--mode", help="plain (the paper's sum) or calibrated (default: calibrated when the LUT has it)."),
 ]
+CellMerge = Annotated[
+    str,
+    typer.Option("--cell-merge", help="How a cell merges its modules' outputs: mean (default) or sum (the paper's)."),
+]
 lut_app = typer.Typer(help="Inspect stored latency lookup tables.", no_args_is_help=True)
 app.add_typer(lut_app, name="lut")
 
@@ -124,18 +128,20 @@ def measure(
     threads: Threads = None,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timed runs.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights and input.")] = 0,
+    cell_merge: CellMerge = "mean",
     as_json: AsJson = False,
 ) -> None:
     """Build one child network and measure its real batch-1 CPU latency."""
     import torch
 
-    from instanas.metagraph import MetaGraph
+    from instanas.metagraph import MetaGraph, check_merge
     from profiler import default_threads, measure_latency
 
     selection = parse_architecture(arch)
     search_space(resolution)
+    check_merge(cell_merge)
     torch.manual_seed(seed)
-    child = MetaGraph(resolution).child(selection).eval()
+    child = MetaGraph(resolution, merge=cell_merge).child(selection).eval()
     threads = threads or default_threads()
     stats = measure_latency(child, torch.randn(1, 3, resolution, resolution), threads=threads, min_run_time=min_time)
     result = {"arch": format_architecture(selection), "resolution": resolution, "threads": threads, **stats.as_dict()}
@@ -172,9 +178,13 @@ def profile(
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds over all entries, each in a new order.")] = 3,
     seed: Annotated[int, typer.Option("--seed", help="Seed of weights, inputs and measuring order.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted profile.")] = False,
+    cell_merge: CellMerge = "mean",
 ) -> None:
-    """Profile every module of every cell (plus stem, head and per-cell sums) into a new LUT version."""
+    """Profile every module of every cell (plus stem, head and per-cell merges) into a new LUT version."""
+    from instanas.metagraph import check_merge
+
     resolutions = _parse_resolutions(resolution)
+    check_merge(cell_merge)
     from lut.store import default_store, profile_journal, save_table
     from profiler import default_threads
     from profiler.fingerprint import fingerprint_id, machine_fingerprint
@@ -185,7 +195,8 @@ def profile(
     fields = machine_fingerprint(threads)
     fingerprint = {"id": fingerprint_id(fields), "fields": fields}
     for res in resolutions:
-        settings = {"threads": threads, "min_run_time": min_time, "rounds": rounds, "seed": seed, "batch_size": 1}
+        settings = {"threads": threads, "min_run_time": min_time, "rounds": rounds, "seed": seed, "batch_size": 1,
+                    "cell_merge": cell_merge}
         journal = profile_journal(store, fingerprint["id"], res, {"resolution": res, **settings}, resume)
         done = journal.frame()
         started = time.perf_counter()
@@ -198,6 +209,7 @@ def profile(
                     threads=threads,
                     min_run_time=min_time,
                     rounds=rounds,
+                    merge=cell_merge,
                     seed=seed,
                     skip=frozenset(zip(done["key"], done["round"])),
                 ):
@@ -399,16 +411,21 @@ def train(
     limit_val: Annotated[Optional[int], typer.Option("--limit-val", min=1, help="Use a fixed subset of N validation images.")] = None,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
+    cell_merge: CellMerge = "mean",
     pretrain_epochs: PretrainEpochs = 164,
     pretrain_lr: Annotated[float, typer.Option("--pretrain-lr", help="SGD learning rate of pre-training.")] = 0.1,
     pretrain_batch: Annotated[int, typer.Option("--pretrain-batch", min=1, help="Batch size of pre-training.")] = 32,
     momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum (meta-graph).")] = 0.9,
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay (meta-graph).")] = 1e-4,
-    final_drop_path: Annotated[float, typer.Option("--final-drop-path", help="Drop-path rate reached at the end of pre-training.")] = 0.5,
+    final_drop_path: Annotated[float, typer.Option("--final-drop-path", help="(Mean) drop-path rate reached at the end of pre-training.")] = 0.5,
+    pretrain_schedule: Annotated[str, typer.Option("--pretrain-schedule", help="shrinking (default: per-image drop rates, cosine lr) or paper (one rate, step decay).")] = "shrinking",
     search_epochs: SearchEpochs = 100,
     controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = 1e-3,
     metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = 1e-3,
+    search_momentum: Annotated[float, typer.Option("--search-momentum", min=0.0, help="SGD momentum of the meta-graph epochs of the search (the authors': 0).")] = 0.0,
+    search_weight_decay: Annotated[float, typer.Option("--search-weight-decay", min=0.0, help="SGD weight decay of the meta-graph epochs of the search (the authors': 0).")] = 0.0,
     search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of the search.")] = 32,
+    reward: Annotated[str, typer.Option("--reward", help="Latency reward: graded (default) or paper (eq. 2 as published); see README.")] = "graded",
     alpha: Annotated[float, typer.Option("--alpha", help="Encouragement α: p' = α·p + (1 − α)(1 − p).")] = 0.8,
     entropy_weight: Annotated[float, typer.Option("--entropy-weight", help="Weight of the entropy term.")] = 0.8,
     reward_correct: Annotated[float, typer.Option("--reward-correct", help="R_T of a correct prediction (R = R_T·R_A).")] = 10.0,
@@ -435,7 +452,7 @@ def train(
         from lut.store import default_store, resolve_table
 
         table = resolve_table(dataset_info(dataset).resolution, path=lut, store=default_store(), threads=None,
-                              allow_foreign=allow_foreign_lut)
+                              allow_foreign=allow_foreign_lut, merge=cell_merge)
     for name in stages:
         try:
             history = run_stage(name, config, out, resume=resume, table=table)
@@ -457,16 +474,18 @@ def evaluate(
     measure: Annotated[int, typer.Option("--measure", min=0, help="Measure the N most frequent architectures (0: LUT only).")] = 20,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = 0.2,
     out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default <run>/evaluation).")] = None,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="MobileNetV2 checkpoint to compare with (default <run>/mobilenetv2.pt).")] = None,
 ) -> None:
     """Accuracy, chosen architectures and per-image latency (LUT and measured, controller included) vs MobileNetV2."""
     from instanas.evaluate import evaluate_run
     from instanas.train import read_run
     from lut.store import default_store, resolve_table
 
-    resolution = read_run(run)["resolution"]
-    table = resolve_table(resolution, path=lut, store=default_store(), threads=None, allow_foreign=allow_foreign_lut)
+    saved = read_run(run)
+    table = resolve_table(saved["resolution"], path=lut, store=default_store(), threads=None,
+                          allow_foreign=allow_foreign_lut, merge=saved["cell_merge"])
     report = evaluate_run(run, table, checkpoint=checkpoint, data_dir=data_dir, measure=measure, min_run_time=min_time,
-                          out=out)
+                          out=out, baseline=baseline)
     lines = [
         f"accuracy {100 * report['accuracy']:.2f} % on {report['images']} {report['dataset']} images, "
         f"{report['distinct_architectures']} distinct architectures",
@@ -477,9 +496,11 @@ def evaluate(
         lines.append(f"latency (measured, {100 * measured['images_covered']:.0f} % of images): "
                      f"{measured['mean']:.2f} ± {measured['std']:.2f} ms")
     if "mobilenetv2" in report:
-        baseline = report["mobilenetv2"]
-        lines.append(f"MobileNetV2 1.0×: accuracy {100 * baseline['accuracy']:.2f} %, {baseline['lut_ms']:.2f} ms (LUT); "
-                     f"Spearman(latency, baseline confidence) {baseline['spearman_latency_vs_baseline_confidence']:+.3f}")
+        versus = report["mobilenetv2"]
+        spearman = versus["spearman_latency_vs_baseline_confidence"]
+        lines.append(f"MobileNetV2 1.0×: accuracy {100 * versus['accuracy']:.2f} %, {versus['lut_ms']:.2f} ms (LUT); "
+                     f"InstaNAS / MobileNetV2 latency {versus['instanas_lut_ms_ratio']:.3f}; Spearman(latency, "
+                     f"baseline confidence) {'undefined' if spearman is None else f'{spearman:+.3f}'}")
     typer.echo("\n".join(lines) + f"\nreport: {(out or run / 'evaluation') / 'report.json'}")
 
 
@@ -494,6 +515,7 @@ def compare(
     allow_foreign_lut: AllowForeign = False,
     oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Architectures the one-shot baseline scores.")] = 10_000,
     retrain: Annotated[bool, typer.Option("--retrain", help="Re-train the one-shot frontier from scratch.")] = False,
+    retrain_snapshots: Annotated[str, typer.Option("--retrain-snapshots", help="InstaNAS search snapshots to re-train with the recipe: spread (five, first and last included), all, none, or epochs like 0,5,19.")] = "spread",
     measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = 5,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = 0.2,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default <run>/compare).")] = None,
@@ -519,7 +541,7 @@ def compare(
     aig_loss_weight: Annotated[float, typer.Option("--aig-loss-weight", help="Weight of the target-rate loss.")] = 2.0,
 ) -> None:
     """InstaNAS against MobileNetV2 (widths), one-shot, BlockDrop and ConvNet-AIG: table and frontier plot."""
-    from instanas.compare import METHODS, CompareOptions, check_methods, compare as run_compare
+    from instanas.compare import METHODS, CompareOptions, check_methods, compare as run_compare, parse_epochs
     from instanas.train import TrainConfig, load_checkpoint, read_run
     from lut.store import default_store, resolve_table
 
@@ -534,20 +556,23 @@ def compare(
         raise InstaNASError(f"--widths {widths!r}: widths must be positive")
     chosen = tuple(method) if method else METHODS
     check_methods(chosen)
+    parse_epochs(retrain_snapshots)
     options = {key: value for key, value in locals().items() if value is not None}
     recipe = {}  # the baselines are re-trained with the recipe the run's MobileNetV2 1.0× was trained with
     if (run / "mobilenetv2.pt").exists():
         recipe = {key: value for key, value in load_checkpoint(run / "mobilenetv2.pt")["settings"].items()
                   if key.startswith("finetune_")}
     config = TrainConfig(
-        **{key: saved[key] for key in ("dataset", "seed", "limit_train", "limit_val")},
+        **{key: saved[key] for key in ("dataset", "seed", "limit_train", "limit_val", "cell_merge")},
         data_dir=data_dir or saved["data_dir"],
         **(recipe | {key: options[key] for key in TrainConfig.__dataclass_fields__ if key in options and key != "data_dir"}),
     )
-    table = resolve_table(saved["resolution"], path=lut, store=default_store(), threads=None, allow_foreign=allow_foreign_lut)
+    table = resolve_table(saved["resolution"], path=lut, store=default_store(), threads=None, allow_foreign=allow_foreign_lut,
+                          merge=saved["cell_merge"])
     out = out or run / "compare"
     compare_options = CompareOptions(methods=chosen, widths=width_values, oneshot_samples=oneshot_samples,
-                                     retrain=retrain, measure=measure, min_run_time=min_time, device=device)
+                                     retrain=retrain, retrain_snapshots=retrain_snapshots, measure=measure,
+                                     min_run_time=min_time, device=device)
     try:
         frame = run_compare(run, config, table, compare_options, out)
     except KeyboardInterrupt:
@@ -556,6 +581,30 @@ def compare(
     from instanas.compare import markdown_table
 
     typer.echo(markdown_table(frame) + f"\ntable: {out / 'table.md'}, {out / 'table.csv'}; plot: {out / 'frontier.png'}")
+
+
+@app.command()
+def ablation(
+    run: Annotated[list[Path], typer.Option("--run", help="A training run folder; repeat. The first is the reference.", file_okay=False)],
+    baseline: Annotated[Path, typer.Option("--baseline", help="The MobileNetV2 1.0× checkpoint every run is compared with.", dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (ablation.md, ablation.csv, search.png).", file_okay=False)],
+    lut: Annotated[Optional[list[Path]], typer.Option("--lut", help="LUT files, one per cell merge the runs use (default: this machine's newest of each).")] = None,
+    allow_foreign_lut: AllowForeign = False,
+) -> None:
+    """Training runs side by side, one setting changed in each: search trajectory and re-trained result."""
+    from instanas.ablation import ablation as run_ablation, markdown
+    from instanas.train import read_run
+    from lut.store import default_store, load_table, resolve_table
+
+    resolution = read_run(run[0])["resolution"]
+    given = {load_table(path).cell_merge: path for path in lut or []}
+
+    def table_for(merge: str):
+        return resolve_table(resolution, path=given.get(merge), store=default_store(), threads=None,
+                             allow_foreign=allow_foreign_lut, merge=merge)
+
+    frame = run_ablation(run, table_for, baseline, out)
+    typer.echo(markdown(frame) + f"\ntable: {out / 'ablation.md'}; plot: {out / 'search.png'}")
 
 
 @lut_app.command("list")

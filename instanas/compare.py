@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from torch import Tensor, nn
 
 from instanas.atomic import atomic_write
+from instanas.batchnorm import recalibrated
 from instanas.plots import png_figure
 from instanas.baselines import DROPPABLE_CELLS
 from instanas.baselines.blockdrop import BlockDropStage
@@ -36,6 +38,7 @@ from instanas.evaluate import Stopwatch
 from instanas.metagraph import MetaGraph
 from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture
 from instanas.train import (
+    Finetune,
     MobileNetV2Baseline,
     Stage,
     Trainer,
@@ -50,9 +53,11 @@ from instanas.train import (
 METHODS = ("mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas")
 WIDTHS = (0.4, 1.0, 1.4)
 LABELS = {"mobilenetv2": "MobileNetV2", "oneshot": "One-shot", "oneshot-retrained": "One-shot (re-trained)",
-          "blockdrop": "BlockDrop", "convnet-aig": "ConvNet-AIG", "instanas": "InstaNAS"}
+          "blockdrop": "BlockDrop", "convnet-aig": "ConvNet-AIG", "instanas": "InstaNAS (re-trained)",
+          "instanas-search": "InstaNAS (search, shared weights)"}
 POINT_COLUMNS = ["method", "point", "accuracy", "error_pct", "lut_ms_mean", "lut_ms_std", "measured_ms_mean",
-                 "measured_ms_std", "measured_images", "images", "frontier"]
+                 "measured_ms_std", "measured_images", "images", "frontier", "distinct_architectures",
+                 "spearman_latency_vs_mobilenetv2_confidence"]
 
 
 @dataclass
@@ -61,11 +66,28 @@ class CompareOptions:
     widths: tuple[float, ...] = WIDTHS
     oneshot_samples: int = 10_000
     retrain: bool = False  # re-train the one-shot frontier from scratch
+    retrain_snapshots: str = "spread"  # InstaNAS search snapshots to re-train: spread, all, none or "0,5,19"
     measure: int = 5  # measure each point's N most frequent networks (0: LUT only)
     min_run_time: float = 0.2
     threads: int | None = None
     show_progress: bool = True
     device: str = "cpu"
+
+
+SNAPSHOT_CHOICES = ("spread", "all", "none")
+
+
+def parse_epochs(text: str) -> list[int]:
+    """``--retrain-snapshots``: spread, all, none, or search epochs like ``0,5,19``."""
+    if text in SNAPSHOT_CHOICES:
+        return []
+    try:
+        epochs = sorted({int(value) for value in text.split(",")})
+    except ValueError:
+        epochs = [-1]
+    if not epochs or epochs[0] < 0:
+        raise InstaNASError(f"--retrain-snapshots {text!r}: expected spread, all, none or search epochs like 0,5,19")
+    return epochs
 
 
 class GateBank(nn.Module):
@@ -92,6 +114,7 @@ class Comparison:
         loader = self.trainer.loader(self.trainer.val_set, 100, train=False)
         self.batches = [(images.to(self.trainer.device), labels.to(self.trainer.device)) for images, labels in loader]
         self._stopwatch: Stopwatch | None = None
+        self._difficulty: np.ndarray | None = None
         self.out.mkdir(parents=True, exist_ok=True)
 
     # -- timing -------------------------------------------------------------------------------------------------
@@ -119,6 +142,18 @@ class Comparison:
                     archs.append(selection.cpu().numpy().astype(bool))
         return np.concatenate(correct), np.concatenate(archs) if archs else None
 
+    def mobilenetv2_confidence(self) -> np.ndarray:
+        """Per validation image, the run's MobileNetV2 1.0×'s softmax confidence in the true class: how easy it is."""
+        if self._difficulty is None:
+            network = self._backbone().network.eval()
+            confidence = []
+            with torch.no_grad():
+                for images, labels in self.batches:
+                    logits = network(images, _fixed(mobilenetv2_architecture(), len(images), images.device))
+                    confidence.append(logits.softmax(1).gather(1, labels[:, None]).squeeze(1).cpu().numpy())
+            self._difficulty = np.concatenate(confidence)
+        return self._difficulty
+
     def _dynamic_point(self, method: str, point: str, correct: np.ndarray, archs: np.ndarray, network_of: Callable,
                        lut_overhead_ms: float, overhead: tuple[nn.Module, object] | None, frontier: bool = False) -> dict:
         """A point whose images run architectures of the space, plus ``overhead`` (what decides, once per image)."""
@@ -129,7 +164,12 @@ class Comparison:
             overhead_ms = self._time(*overhead) if overhead else 0.0
             for name in names.value_counts().index[: self.options.measure]:
                 measured[(names == name).to_numpy()] = self._time(network_of(parse_architecture(name))) + overhead_ms
-        return self._row(method, point, correct, lut_ms, measured, frontier)
+        row = self._row(method, point, correct, lut_ms, measured, frontier)
+        row["distinct_architectures"] = int(names.nunique())
+        if names.nunique() > 1:  # a rank correlation of a constant is undefined
+            spearman = stats.spearmanr(lut_ms, self.mobilenetv2_confidence()).statistic
+            row["spearman_latency_vs_mobilenetv2_confidence"] = float(spearman)
+        return row
 
     def _fixed_point(self, method: str, point: str, metagraph: MetaGraph, arch: np.ndarray) -> dict:
         """One architecture of the space for every image, run by ``metagraph``'s weights."""
@@ -146,6 +186,7 @@ class Comparison:
             "measured_ms_mean": float(covered.mean()) if len(covered) else np.nan,
             "measured_ms_std": float(covered.std()) if len(covered) else np.nan,
             "measured_images": int(len(covered)), "images": int(len(correct)), "frontier": frontier,
+            "distinct_architectures": 1, "spearman_latency_vs_mobilenetv2_confidence": np.nan,
         }
 
     def _train(self, stage: Stage) -> Stage:
@@ -221,24 +262,61 @@ class Comparison:
         return [self._dynamic_point("convnet-aig", f"target {self.config.aig_target:g}", correct, archs,
                                     network.backbone.child, gates_ms, (gates, inputs))]
 
+    def _policy_point(self, method: str, point: str, state: dict, recalibrate: bool) -> dict:
+        """A controller and meta-graph (a search snapshot's shared weights, or a re-trained network)."""
+        metagraph, controller = self._metagraph(state), Controller(self.resolution).eval()
+        controller.load_state_dict(state["controller"])
+        choose = lambda images: deterministic_policy(controller(images))  # noqa: E731
+
+        def decide(images: Tensor) -> tuple[Tensor, Tensor]:
+            selection = choose(images)
+            return metagraph(images, selection), selection
+
+        if recalibrate:  # shared weights: batch-norm statistics for the architectures this snapshot picks
+            with recalibrated(metagraph, self.trainer.calibration_images(), choose):
+                correct, archs = self._per_image(decide)
+        else:
+            correct, archs = self._per_image(decide)
+        return self._dynamic_point(method, point, correct, archs, metagraph.child, self.table.controller_ms,
+                                   (controller, None), frontier=not recalibrate)
+
+    def snapshot_epochs(self) -> list[int]:
+        """The search epochs whose controllers are re-trained (``--retrain-snapshots``)."""
+        epochs = sorted(int(path.stem.split("-")[1]) for path in (self.run_dir / "snapshots").glob("epoch-*.pt"))
+        choice = self.options.retrain_snapshots
+        if choice == "none":
+            return []
+        if choice == "all":
+            return epochs
+        if choice == "spread":  # five, evenly over the search, the first and the last included
+            return sorted({epochs[round(i * (len(epochs) - 1) / 4)] for i in range(5)}) if epochs else []
+        missing = sorted(set(parse_epochs(choice)) - set(epochs))
+        if missing:
+            raise CheckpointError(f"{self.run_dir}: no search snapshot of epoch {missing[0]} to re-train")
+        return parse_epochs(choice)
+
+    def _retrained(self, epoch: int) -> dict:
+        """Search epoch ``epoch``'s controller with a meta-graph re-trained by the recipe: the run's ``finetune.pt``
+        when that is this snapshot at this recipe, else its own stage ``finetune-epoch-NNN``."""
+        stage = Finetune(self.trainer, True, epoch)
+        own = self.run_dir / "finetune.pt"
+        if not stage.resumed and own.exists():
+            state = load_checkpoint(own)
+            same = {key: value for key, value in state["settings"].items() if key != "snapshot"} == {
+                key: value for key, value in stage.settings.items() if key != "snapshot"}
+            if same and state["snapshot"] == stage.snapshot.name and state["epoch"] + 1 == stage.epochs:
+                return state
+        return self._train(stage).state()
+
     def instanas(self) -> list[dict]:
         snapshot_path(self.run_dir, None)  # a clear error if the search has not run
-        checkpoints = sorted((self.run_dir / "snapshots").glob("epoch-*.pt"))
-        finetuned = self.run_dir / "finetune.pt"
         rows = []
-        for path in [*checkpoints, *([finetuned] if finetuned.exists() else [])]:
+        for path in sorted((self.run_dir / "snapshots").glob("epoch-*.pt")):
             state = load_checkpoint(path)
-            metagraph, controller = self._metagraph(state), Controller(self.resolution).eval()
-            controller.load_state_dict(state["controller"])
-
-            def decide(images: Tensor) -> tuple[Tensor, Tensor]:
-                selection = deterministic_policy(controller(images))
-                return metagraph(images, selection), selection
-
-            correct, archs = self._per_image(decide)
-            point = "re-trained" if path == finetuned else f"search epoch {state['epoch']}"
-            rows.append(self._dynamic_point("instanas", point, correct, archs, metagraph.child,
-                                            self.table.controller_ms, (controller, None), frontier=path != finetuned))
+            rows.append(self._policy_point("instanas-search", f"search epoch {state['epoch']}", state, recalibrate=True))
+        for epoch in self.snapshot_epochs():
+            rows.append(self._policy_point("instanas", f"epoch {epoch}, re-trained", self._retrained(epoch),
+                                           recalibrate=False))
         return rows
 
     # -- orchestration ------------------------------------------------------------------------------------------
@@ -252,7 +330,7 @@ class Comparison:
         """What a method's cached points depend on (its checkpoints by size and time, the options), as JSON text."""
         patterns = {"mobilenetv2": ["mobilenetv2*.pt"], "oneshot": ["pretrain.pt", "oneshot-*.pt"],
                     "blockdrop": ["blockdrop.pt"], "convnet-aig": ["convnet-aig.pt"],
-                    "instanas": ["snapshots/epoch-*.pt", "finetune.pt"]}[method]
+                    "instanas": ["snapshots/epoch-*.pt", "finetune*.pt", "mobilenetv2.pt"]}[method]
         files = sorted(path for pattern in patterns for path in self.run_dir.glob(pattern))
         options = {key: value for key, value in asdict(self.options).items() if key not in ("methods", "show_progress")}
         key = {"files": {str(path.relative_to(self.run_dir)): [path.stat().st_size, path.stat().st_mtime_ns]
@@ -273,12 +351,18 @@ class Comparison:
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
-    """The paper's Table 1 layout: method, error, latency mean ± std (LUT and measured)."""
-    lines = ["| method | point | error (%) | latency, LUT (ms) | latency, measured (ms) |", "|---|---|---|---|---|"]
+    """The paper's Table 1 layout: method, error, latency mean ± std (LUT and measured); for dynamic methods the
+    number of distinct architectures over the images and the Spearman correlation of an image's latency with the
+    MobileNetV2 1.0×'s confidence in it (negative: harder images get richer networks)."""
+    lines = ["| method | point | error (%) | latency, LUT (ms) | latency, measured (ms) | architectures | "
+             "Spearman vs MobileNetV2 confidence |", "|---|---|---|---|---|---|---|"]
     for row in frame.itertuples():
         measured = "—" if np.isnan(row.measured_ms_mean) else f"{row.measured_ms_mean:.2f} ± {row.measured_ms_std:.2f}"
+        spearman = row.spearman_latency_vs_mobilenetv2_confidence
+        spearman = "—" if np.isnan(spearman) else f"{spearman:+.3f}"
         lines.append(f"| {LABELS[row.method]} | {row.point} | {row.error_pct:.1f} | "
-                     f"{row.lut_ms_mean:.2f} ± {row.lut_ms_std:.2f} | {measured} |")
+                     f"{row.lut_ms_mean:.2f} ± {row.lut_ms_std:.2f} | {measured} | {row.distinct_architectures} | "
+                     f"{spearman} |")
     return "\n".join(lines) + "\n"
 
 
@@ -289,7 +373,8 @@ def frontier_plot(frame: pd.DataFrame, oneshot_scores: pd.DataFrame | None, titl
             axes.scatter(oneshot_scores["lut_ms"], 100 * oneshot_scores["accuracy"], s=4, color="0.8",
                          label=f"One-shot, all {len(oneshot_scores)} sampled")
         styles = {"mobilenetv2": ("tab:red", "s"), "oneshot": ("tab:gray", "o"), "oneshot-retrained": ("black", "o"),
-                  "blockdrop": ("tab:green", "^"), "convnet-aig": ("tab:purple", "v"), "instanas": ("tab:blue", "*")}
+                  "blockdrop": ("tab:green", "^"), "convnet-aig": ("tab:purple", "v"), "instanas": ("tab:blue", "*"),
+                  "instanas-search": ("tab:cyan", ".")}
         for method, group in frame.groupby("method", sort=False):
             color, marker = styles[method]
             line = group[group["frontier"]].sort_values("lut_ms_mean")
@@ -297,9 +382,13 @@ def frontier_plot(frame: pd.DataFrame, oneshot_scores: pd.DataFrame | None, titl
                 axes.plot(line["lut_ms_mean"], 100 * line["accuracy"], color=color, alpha=0.6)
             axes.errorbar(group["lut_ms_mean"], 100 * group["accuracy"], xerr=group["lut_ms_std"], fmt=marker, color=color,
                           markersize=8 if method == "instanas" else 6, capsize=2, label=LABELS[method])
-            for row in group.itertuples():
-                if method == "mobilenetv2" or row.point == "re-trained":
-                    axes.annotate(row.point, (row.lut_ms_mean, 100 * row.accuracy), textcoords="offset points", xytext=(4, 4))
+            if method == "instanas-search":  # the search's trajectory, epoch by epoch
+                axes.plot(group["lut_ms_mean"], 100 * group["accuracy"], color=color, alpha=0.4, linestyle=":")
+            for index, row in enumerate(group.itertuples()):
+                if method in ("mobilenetv2", "instanas", "instanas-search"):  # widths; search epochs
+                    label = row.point.split(",")[0].removeprefix("search epoch ")
+                    axes.annotate(label, (row.lut_ms_mean, 100 * row.accuracy), textcoords="offset points",
+                                  xytext=(4, 4 if index % 2 == 0 else -10), fontsize=6 if label.isdigit() else 8)
         axes.set_xlabel("latency per image (ms, LUT; bars: ± std over images)")
         axes.set_ylabel("accuracy (%)")
         axes.set_title(title)

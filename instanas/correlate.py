@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from instanas.atomic import atomic_write
+from instanas.atomic import atomic_write, report_path
 from instanas.plots import png_figure
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
@@ -53,9 +53,10 @@ class ChildTiming:
 class ChildTimer:
     """Builds children of one meta-graph and times each against the reference network."""
 
-    def __init__(self, resolution: int, *, threads: int, min_run_time: float, remeasure_iqr: float, seed: int = 0):
+    def __init__(self, resolution: int, *, threads: int, min_run_time: float, remeasure_iqr: float, merge: str,
+                 seed: int = 0):
         torch.manual_seed(seed)
-        self.graph = MetaGraph(resolution).eval()
+        self.graph = MetaGraph(resolution, merge=merge).eval()
         self.input = torch.randn(1, 3, resolution, resolution)
         self.timer = reference_timer(threads)
         self.min_run_time, self.remeasure_iqr = min_run_time, remeasure_iqr
@@ -156,7 +157,7 @@ class CorrelationRun:
             "min_run_time": min_run_time,
             "remeasure_iqr": remeasure_iqr,
             "mode": mode,
-            "lut": str(table.path),
+            "lut": report_path(table.path),
             "lut_hash": table.content_hash,
         }
         self.archs, self.keep = correlation_sample(n, seed)
@@ -167,7 +168,8 @@ class CorrelationRun:
         done = self.results.frame()
         self.measured = dict(zip(done["index"], done["measured_ms"]))
         self.timer = ChildTimer(
-            table.resolution, threads=table.threads, min_run_time=min_run_time, remeasure_iqr=remeasure_iqr
+            table.resolution, threads=table.threads, min_run_time=min_run_time, remeasure_iqr=remeasure_iqr,
+            merge=table.cell_merge,
         )
         self.wall_s = 0.0
 
@@ -222,7 +224,7 @@ class CorrelationRun:
             "by_mode": by_mode,
             "raw": agreement(table.estimate(archs, mode=self.mode), frame["raw_ms"]),
             "remeasured": int((frame["attempts"] > 1).sum()),
-            "lut": {"path": str(table.path), "version": table.version, "content_hash": table.content_hash},
+            "lut": {"path": report_path(table.path), "version": table.version, "content_hash": table.content_hash},
             "fingerprint": table.meta["fingerprint"],
             "settings": self.settings,
             "measure_wall_s_this_session": round(self.wall_s, 1),

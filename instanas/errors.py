@@ -24,6 +24,10 @@ class ForeignLUTError(LUTError):
     """A lookup table profiled on another machine (fingerprint), used to estimate latency here."""
 
 
+class ConfigError(InstaNASError, ValueError):
+    """An option whose value is unknown or out of range (a reward, a cell merge, a schedule)."""
+
+
 class DatasetError(InstaNASError):
     """A dataset name that is unknown, or a dataset folder that is missing or not in the expected layout."""
 

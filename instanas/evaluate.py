@@ -17,7 +17,7 @@ import torch
 from scipy import stats
 from torch.utils.data import DataLoader
 
-from instanas.atomic import atomic_write
+from instanas.atomic import atomic_write, report_path
 from instanas.plots import png_figure
 from instanas.controller import Controller, deterministic_policy
 from instanas.data import dataset_info, load_dataset, subset
@@ -80,9 +80,10 @@ def _spread(values: np.ndarray) -> dict:
 
 def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_dir: str | None = None,
                  measure: int = 20, threads: int | None = None, min_run_time: float = 0.2,
-                 out: Path | None = None) -> dict:
+                 out: Path | None = None, baseline: Path | None = None) -> dict:
     """Evaluate ``checkpoint`` (default: the run's ``finetune.pt``) on the run's validation split; write the report,
-    ``architectures.csv`` and ``latency_histogram.png`` into ``out`` (default: ``<run>/evaluation``)."""
+    ``architectures.csv`` and ``latency_histogram.png`` into ``out`` (default: ``<run>/evaluation``). The
+    MobileNetV2 to compare with is ``baseline`` (default: the run's ``mobilenetv2.pt``, when there is one)."""
     run_dir = Path(run_dir)
     run = read_run(run_dir)
     checkpoint = Path(checkpoint) if checkpoint else run_dir / "finetune.pt"
@@ -91,11 +92,12 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
         raise CheckpointError(f"{checkpoint}: holds no controller (use finetune.pt or a search snapshot)")
     if table.resolution != run["resolution"]:
         raise LUTError(f"{table.path}: profiled at {table.resolution} px, the run trains at {run['resolution']} px")
+    table.check_merge(run["cell_merge"])
     info = dataset_info(run["dataset"])
     dataset = subset(load_dataset(run["dataset"], data_dir or run["data_dir"], train=False), run["limit_val"], run["seed"])
     loader = DataLoader(dataset, batch_size=100)
 
-    metagraph = MetaGraph(run["resolution"], info.num_classes)
+    metagraph = MetaGraph(run["resolution"], info.num_classes, run["cell_merge"])
     metagraph.load_state_dict(state["metagraph"])
     controller = Controller(run["resolution"]).eval()
     controller.load_state_dict(state["controller"])
@@ -112,7 +114,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
     report = {
         "dataset": run["dataset"],
         "resolution": run["resolution"],
-        "checkpoint": str(checkpoint),
+        "checkpoint": report_path(checkpoint),
         "images": int(len(correct)),
         "accuracy": float(correct.mean()),
         "distinct_architectures": int(len(frame)),
@@ -120,7 +122,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
         "module_share_by_cell": archs.mean(0).round(4).tolist(),
         "lut_ms": _spread(lut_ms),
         "controller_lut_ms": controller_ms,
-        "lut": {"path": str(table.path), "version": table.version, "mode": mode},
+        "lut": {"path": report_path(table.path), "version": table.version, "mode": mode},
     }
     baseline_ms = None
     if measure:
@@ -138,21 +140,24 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
             "controller_ms": controller_measured,
             "mobilenetv2_ms": measured_ms["mobilenetv2"],
         }
-    baseline_path = run_dir / "mobilenetv2.pt"
-    if baseline_path.exists():
-        baseline = MetaGraph(run["resolution"], info.num_classes)
-        baseline.load_state_dict(load_checkpoint(baseline_path)["metagraph"])
+    baseline_path = Path(baseline) if baseline else run_dir / "mobilenetv2.pt"
+    if baseline or baseline_path.exists():
+        network = MetaGraph(run["resolution"], info.num_classes, run["cell_merge"])
+        network.load_state_dict(load_checkpoint(baseline_path)["metagraph"])
         fixed = torch.as_tensor(mobilenetv2_architecture())
-        base_correct, base_confidence, _ = _predict(baseline, loader, lambda images: fixed.expand(len(images), -1, -1))
+        base_correct, base_confidence, _ = _predict(network, loader, lambda images: fixed.expand(len(images), -1, -1))
         baseline_ms = float(table.estimate(mobilenetv2_architecture(), mode=mode))
         quartile = pd.qcut(base_confidence, 4, labels=False, duplicates="drop")
         report["mobilenetv2"] = {
+            "checkpoint": report_path(baseline_path),
             "accuracy": float(base_correct.mean()),
             "lut_ms": baseline_ms,
+            "instanas_lut_ms_ratio": float(lut_ms.mean() / baseline_ms),
             "instanas_lut_ms_by_baseline_confidence_quartile": [
                 float(lut_ms[quartile == q].mean()) for q in sorted(set(quartile))
             ],
-            "spearman_latency_vs_baseline_confidence": float(stats.spearmanr(lut_ms, base_confidence).statistic),
+            "spearman_latency_vs_baseline_confidence": (  # undefined when every image gets the same latency
+                float(stats.spearmanr(lut_ms, base_confidence).statistic) if np.ptp(lut_ms) > 0 else None),
         }
     out = Path(out) if out else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,13 @@ Two ways to run it:
   and batch-norm statistics come only from the samples that really use the module;
 * deployment mode, ``MetaGraph.child(arch)``: an ``nn.Module`` that holds only the selected modules (sharing the
   meta-graph's weights). Every latency figure comes from such a child.
+
+A cell merges its selected modules' outputs by their ``mean`` (the default) or their ``sum`` (the paper's, and the
+authors' code). Every inverted bottleneck carries its own identity shortcut, so a summing cell with k modules
+outputs about k·x: the scale of the activations multiplies from cell to cell with the number of modules chosen
+(untrained, batch statistics: RMS 2.0, 50 and 142 after cell 9 with 1, 3 and 5 modules in every cell; 2.0, 1.2
+and 0.7 with the mean), and one set of batch-norm statistics cannot serve sparse and dense children at once. The mean keeps one scale whatever k is, at the cost of
+one multiplication per cell that selects two or more modules (timed in the LUT with the sum).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from instanas.errors import ConfigError
 from instanas.modules import ConvBNAct, build_module
 from instanas.space import (
     HEAD_CHANNELS,
@@ -27,6 +35,23 @@ from instanas.space import (
 )
 
 DEFAULT_NUM_CLASSES = {32: 10, 64: 200, 224: 1000}
+CELL_MERGES = ("mean", "sum")
+
+
+def check_merge(merge: str) -> str:
+    if merge not in CELL_MERGES:
+        raise ConfigError(f"unknown cell merge {merge!r} (choose from {', '.join(CELL_MERGES)})")
+    return merge
+
+
+def merge_outputs(outputs: list[Tensor], merge: str) -> Tensor:
+    """A cell's output from its selected modules' outputs: k − 1 additions, then for ``mean`` one scaling by 1/k."""
+    out = outputs[0]
+    for other in outputs[1:]:
+        out = out + other
+    if merge == "mean" and len(outputs) > 1:
+        out = out.mul_(1 / len(outputs))  # ``out`` is the fresh result of an addition: scaling it in place is safe
+    return out
 
 
 class Stem(nn.Sequential):
@@ -49,11 +74,11 @@ class Head(nn.Sequential):
 
 
 class Cell(nn.Module):
-    """All five module options of one cell; the output is the sum of the selected modules' outputs."""
+    """All five module options of one cell; the output merges the selected modules' outputs (mean or sum)."""
 
-    def __init__(self, spec: CellSpec):
+    def __init__(self, spec: CellSpec, merge: str = "mean"):
         super().__init__()
-        self.spec = spec
+        self.spec, self.merge = spec, check_merge(merge)
         self.options = nn.ModuleList(
             build_module(option, spec.in_channels, spec.out_channels, spec.stride) for option in MODULE_OPTIONS
         )
@@ -69,6 +94,8 @@ class Cell(nn.Module):
                 out = out + module(x)
             elif rows.numel():
                 out = out.index_add(0, rows, module(x.index_select(0, rows)))
+        if self.merge == "mean":
+            out = out / selection.sum(1).clamp(min=1).to(out.dtype).view(-1, 1, 1, 1)
         if not self.spec.required:  # an empty optional cell is the identity
             skipped = (~selection.any(1)).nonzero().squeeze(1)
             if skipped.numel():
@@ -79,16 +106,13 @@ class Cell(nn.Module):
 class ChildCell(nn.Module):
     """The selected modules of one cell, and nothing else."""
 
-    def __init__(self, modules: list[nn.Module]):
+    def __init__(self, modules: list[nn.Module], merge: str = "mean"):
         super().__init__()
         self.selected = nn.ModuleList(modules)
+        self.merge = merge
 
     def forward(self, x: Tensor) -> Tensor:
-        first, *rest = self.selected
-        out = first(x)
-        for module in rest:
-            out = out + module(x)
-        return out
+        return merge_outputs([module(x) for module in self.selected], self.merge)
 
 
 class ChildNetwork(nn.Module):
@@ -109,13 +133,14 @@ class ChildNetwork(nn.Module):
 class MetaGraph(nn.Module):
     """Stem, 17 cells of five module options each, and the classifier head, at one input resolution."""
 
-    def __init__(self, resolution: int, num_classes: int | None = None):
+    def __init__(self, resolution: int, num_classes: int | None = None, merge: str = "mean"):
         super().__init__()
         self.space = search_space(resolution)
         self.resolution = resolution
         self.num_classes = num_classes or DEFAULT_NUM_CLASSES[resolution]
+        self.merge = check_merge(merge)
         self.stem = Stem(self.space.stem_stride)
-        self.cells = nn.ModuleList(Cell(spec) for spec in self.space.cells)
+        self.cells = nn.ModuleList(Cell(spec, merge) for spec in self.space.cells)
         self.head = Head(self.space.cells[-1].out_channels, self.num_classes)
 
     def forward(self, x: Tensor, selection: Tensor | None = None) -> Tensor:
@@ -132,7 +157,7 @@ class MetaGraph(nn.Module):
         """The static network of ``arch``: only its selected modules exist in it, so only they run."""
         arch = validate_architecture(arch)
         cells = [
-            ChildCell([module for module, chosen in zip(cell.options, row) if chosen])
+            ChildCell([module for module, chosen in zip(cell.options, row) if chosen], self.merge)
             for cell, row in zip(self.cells, arch)
             if row.any()
         ]

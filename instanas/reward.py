@@ -1,20 +1,50 @@
 """The controller's reward (paper §3.3, eq. 2) with the dynamic latency bounds, priced by the LUT.
 
-R = R_T · R_A when the prediction is right (R_T = +10), R = R_T = −10 when it is wrong. R_A = −(z − U_t)(z − L_t)/γ,
-γ = ((U_t − L_t)/2)², clamped at 0 outside [L_t, U_t], is 1 in the middle of the interval: the controller is drawn to
-architectures whose LUT latency z sits inside the bounds, and the upper bound falls over the search epochs.
+R = R_T · R_A when the prediction is right (R_T = +10), R = R_T = −10 when it is wrong. Two latency rewards R_A:
+
+* ``paper`` — as published: R_A = −(z − U_t)(z − L)/γ, γ = ((U_t − L)/2)², clamped at 0 outside [L, U_t], with z the
+  LUT latency of the child the controller drew. Once the drawn children are slower than U_t a right answer earns 0
+  whatever its latency, and with the encouragement α the drawn children cannot get below about 1 − α of the full
+  meta-graph's modules, so late in the search no child is inside the bounds and the latency term is silent.
+* ``graded`` (the default) — the same interval and the same quadratic inside it, with three changes. The latency
+  that is priced is the greedy policy's — the network the search deploys — plus the drawn child's deviation from the
+  mean latency of the children the policy draws (:func:`mean_drawn_latency`): the deviation carries the policy
+  gradient, the greedy latency says where the policy stands, so the bounds are always within reach. (The paper prices
+  the drawn child itself; with the encouragement α a drawn child keeps each module the greedy policy drops with
+  probability 1 − α, so drawn children cannot get below about 1 − α of the full meta-graph while the greedy policy
+  already can, and the two drift apart as the probabilities move.) Outside the interval R_A keeps falling, leaving
+  the quadratic along its tangent and levelling off towards −1 (R_A = e^(−2(|u| − 1)) − 1), so there is a gradient
+  towards the interval at every latency while a right answer never earns less than a wrong one (R ≥ −10, the
+  paper's principle that accuracy comes first). And the interval's half-width never falls below the spread of the
+  drawn children's latency, so the per-sample noise does not swamp the curve.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from instanas.errors import LUTError
-from instanas.space import full_architecture, mobilenetv2_architecture, smallest_architecture
+from instanas.controller import deterministic_policy, encouraged
+from instanas.errors import ConfigError, LUTError
+from instanas.space import (
+    ARCH_SHAPE,
+    full_architecture,
+    mobilenetv2_architecture,
+    smallest_architecture,
+    with_default_modules,
+)
+
+REWARDS = ("graded", "paper")
+
+
+def check_reward(kind: str) -> str:
+    if kind not in REWARDS:
+        raise ConfigError(f"unknown reward {kind!r} (choose from {', '.join(REWARDS)})")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -52,16 +82,86 @@ class LatencyBounds:
         return asdict(self)
 
 
+def mean_drawn_latency(table, explore: Tensor, samples: int = 16) -> Tensor:
+    """Per image, the mean LUT latency of ``samples`` children drawn from the probabilities ``explore`` ``(B, 17, 5)``
+    (required cells repaired as the controller repairs them): what the policy draws, on average."""
+    drawn = torch.bernoulli(explore.detach().unsqueeze(1).expand(-1, samples, *ARCH_SHAPE))
+    latency = lut_latency(table, with_default_modules(drawn.flatten(0, 1)), table.default_mode)
+    return latency.view(len(explore), samples).mean(1)
+
+
+def drawn_spread(table, alpha: float, *, samples: int = 4096, seed: int = 0) -> float:
+    """The standard deviation of a drawn child's LUT latency for a decided policy (p ∈ {0, 1}): the larger of the
+    smallest and the full architecture's, whose drawn children keep each module with probability 1 − α or α."""
+    if not 0.5 < alpha <= 1:
+        raise ConfigError(f"encouragement α = {alpha} must lie in (0.5, 1] for drawn children to follow the policy")
+    rng, spreads = np.random.default_rng(seed), []
+    for greedy in (smallest_architecture(), full_architecture()):
+        drawn = with_default_modules(rng.random((samples, *ARCH_SHAPE)) < np.where(greedy, alpha, 1 - alpha))
+        spreads.append(float(table.estimate(drawn, mode=table.default_mode).std()))
+    return max(spreads)
+
+
 def latency_reward(latency_ms: Tensor, upper: float, lower: float) -> Tensor:
-    """R_A in [0, 1]: 1 at the middle of [lower, upper], 0 at and beyond the bounds."""
+    """The paper's R_A in [0, 1]: 1 at the middle of [lower, upper], 0 at and beyond the bounds."""
     gamma = ((upper - lower) / 2) ** 2
     return (-(latency_ms - upper) * (latency_ms - lower) / gamma).clamp(min=0)
 
 
-def instance_reward(correct: Tensor, latency_ms: Tensor, upper: float, lower: float, *, positive: float = 10.0,
+def graded_latency_reward(latency_ms: Tensor, centre: float, half_width: float) -> Tensor:
+    """1 − u² inside the interval (u = (z − centre)/half_width, the paper's quadratic), e^(−2(|u| − 1)) − 1 outside:
+    R_A and its slope are continuous, it falls strictly with the distance from the centre, and it stays above −1."""
+    u = ((latency_ms - centre) / half_width).abs()
+    return torch.where(u <= 1, 1 - u**2, torch.expm1(-2 * (u - 1)))
+
+
+@dataclass(frozen=True)
+class LatencyReward:
+    """R_A at search epoch ``epoch`` of the greedy child, or of a drawn one (see the module's docstring)."""
+
+    kind: str
+    bounds: LatencyBounds
+    spread_ms: float = 0.0  # graded only: the floor of the interval's half-width
+
+    @classmethod
+    def build(cls, kind: str, table, bounds: LatencyBounds, alpha: float) -> LatencyReward:
+        check_reward(kind)
+        return cls(kind, bounds, drawn_spread(table, alpha) if kind == "graded" else 0.0)
+
+    def greedy(self, latency_ms: Tensor, epoch: int) -> Tensor:
+        upper, lower = self.bounds.upper(epoch), self.bounds.lower
+        if self.kind == "paper":
+            return latency_reward(latency_ms, upper, lower)
+        return graded_latency_reward(latency_ms, (upper + lower) / 2, max((upper - lower) / 2, self.spread_ms))
+
+    def drawn(self, latency_ms: Tensor, epoch: int, greedy_ms: Tensor, mean_drawn_ms: Tensor) -> Tensor:
+        """``latency_ms`` of the drawn children, ``greedy_ms`` of the same images' greedy children, and the mean
+        latency of what their policies draw (only ``graded`` uses the last two)."""
+        if self.kind == "paper":
+            return self.greedy(latency_ms, epoch)
+        return self.greedy(greedy_ms + latency_ms - mean_drawn_ms, epoch)
+
+    def pricer(self, table, probabilities: Tensor, epoch: int, alpha: float) -> Callable[[Tensor, bool], tuple]:
+        """For one batch of policies ``probabilities``: ``price(actions, drawn) -> (R_A, LUT latency)`` of the drawn
+        (``drawn``) or greedy children ``actions``, as :func:`instanas.train.self_critical_loss` asks for them."""
+        greedy_ms = lut_latency(table, deterministic_policy(probabilities.detach()), table.default_mode)
+        mean_drawn_ms = mean_drawn_latency(table, encouraged(probabilities.detach(), alpha))
+
+        def price(actions: Tensor, drawn: bool) -> tuple[Tensor, Tensor]:
+            latency = lut_latency(table, with_default_modules(actions), table.default_mode)
+            values = self.drawn(latency, epoch, greedy_ms, mean_drawn_ms) if drawn else self.greedy(latency, epoch)
+            return values, latency
+
+        return price
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "bounds": self.bounds.as_dict(), "spread_ms": self.spread_ms}
+
+
+def instance_reward(correct: Tensor, latency_reward_values: Tensor, *, positive: float = 10.0,
                     negative: float = -10.0) -> Tensor:
     """Eq. 2 per image: ``positive`` × R_A when correct, ``negative`` when wrong."""
-    return torch.where(correct, positive * latency_reward(latency_ms, upper, lower), torch.full_like(latency_ms, negative))
+    return torch.where(correct, positive * latency_reward_values, torch.full_like(latency_reward_values, negative))
 
 
 def lut_latency(table, selections: Tensor, mode: str) -> Tensor:

@@ -13,6 +13,7 @@ writes files and shows progress.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -29,15 +30,17 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from instanas.atomic import atomic_write
+from instanas.batchnorm import recalibrated
 from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import dataset_info, load_dataset, subset
-from instanas.errors import CheckpointError
-from instanas.metagraph import MetaGraph
+from instanas.errors import CheckpointError, ConfigError
+from instanas.metagraph import MetaGraph, check_merge
 from instanas.progress import progress_bar
-from instanas.reward import LatencyBounds, instance_reward, lut_latency
+from instanas.reward import LatencyBounds, LatencyReward, check_reward, instance_reward, lut_latency
 from instanas.space import ARCH_SHAPE, mobilenetv2_architecture, sample_architectures, with_default_modules
 
 STAGES = ("pretrain", "search", "finetune", "mobilenetv2")
+PRETRAIN_SCHEDULES = ("shrinking", "paper")
 REQUIRES = {"search": "pretrain", "finetune": "search"}
 
 
@@ -52,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     limit_train: int | None = None  # quick runs: a fixed subset of the training split
     limit_val: int | None = None
+    cell_merge: str = "mean"  # how a cell merges its modules: "mean", or "sum" (the paper's); see instanas.metagraph
     # stage 1: one-shot pre-training with drop-path
     pretrain_epochs: int = 164
     pretrain_lr: float = 0.1
@@ -59,11 +63,15 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     final_drop_path: float = 0.5
+    pretrain_schedule: str = "shrinking"  # "paper": one drop rate for all, step decay; see Pretrain
     # stage 2: joint search
     search_epochs: int = 100
     controller_lr: float = 1e-3
     metagraph_lr: float = 1e-3  # the authors' script trains the meta-graph with SGD at the controller's lr
+    search_momentum: float = 0.0  # ... plain SGD: no momentum, no weight decay (their --wd defaults to 0)
+    search_weight_decay: float = 0.0
     search_batch: int = 32
+    reward: str = "graded"  # "paper": eq. 2 as published; "graded": see instanas.reward
     alpha: float = 0.8
     entropy_weight: float = 0.8
     reward_correct: float = 10.0
@@ -92,11 +100,13 @@ class TrainConfig:
 
     def stage_settings(self, stage: str) -> dict:
         """What a checkpoint of ``stage`` must agree with to be resumed."""
-        shared = ("dataset", "seed", "limit_train", "limit_val")
+        shared = ("dataset", "seed", "limit_train", "limit_val", "cell_merge")
         own = {
-            "pretrain": ("pretrain_epochs", "pretrain_lr", "pretrain_batch", "momentum", "weight_decay", "final_drop_path"),
-            "search": ("search_epochs", "controller_lr", "metagraph_lr", "search_batch", "alpha", "entropy_weight",
-                       "reward_correct", "reward_wrong", "upper_start", "upper_end"),
+            "pretrain": ("pretrain_epochs", "pretrain_lr", "pretrain_batch", "momentum", "weight_decay", "final_drop_path",
+                         "pretrain_schedule"),
+            "search": ("search_epochs", "controller_lr", "metagraph_lr", "search_momentum", "search_weight_decay",
+                       "search_batch", "reward", "alpha", "entropy_weight", "reward_correct", "reward_wrong",
+                       "upper_start", "upper_end"),
             "finetune": ("finetune_epochs", "finetune_lr", "finetune_batch", "snapshot", "from_scratch"),
             "mobilenetv2": ("finetune_epochs", "finetune_lr", "finetune_batch"),
             "blockdrop": ("blockdrop_curriculum_epochs", "blockdrop_joint_epochs", "blockdrop_lr", "blockdrop_joint_lr",
@@ -107,6 +117,15 @@ class TrainConfig:
         }[stage.split("-")[0] if stage.startswith("mobilenetv2") else stage]
         values = asdict(self)
         return {key: values[key] for key in (*shared, *own)}
+
+    def __post_init__(self) -> None:
+        check_merge(self.cell_merge)
+        check_reward(self.reward)
+        if self.pretrain_schedule not in PRETRAIN_SCHEDULES:
+            raise ConfigError(f"unknown pre-training schedule {self.pretrain_schedule!r} "
+                              f"(choose from {', '.join(PRETRAIN_SCHEDULES)})")
+        if not 0 <= self.final_drop_path < 1:
+            raise ConfigError(f"final drop-path rate {self.final_drop_path} must lie in [0, 1)")
 
 
 # -- distributed --------------------------------------------------------------------------------------------------
@@ -136,6 +155,14 @@ class Workers:
         tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return tensor.tolist()
+
+    def union(self, items: set) -> set:
+        """The union over workers of a set of picklable items."""
+        if self.world == 1:
+            return items
+        gathered: list[set | None] = [None] * self.world
+        dist.all_gather_object(gathered, items)
+        return set().union(*gathered)
 
 
 @contextmanager
@@ -177,18 +204,19 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 RUN_FILE = "run.json"
+RUN_DEFAULTS = {"cell_merge": "sum"}  # what run folders written before a field existed were trained with
 
 
 def record_run(out: Path, config: TrainConfig, resolution: int) -> None:
     """Write (first stage) or check (later stages) what every stage of a run folder must share: its data."""
     run = {"dataset": config.dataset, "data_dir": config.data_dir, "resolution": resolution, "seed": config.seed,
-           "limit_train": config.limit_train, "limit_val": config.limit_val}
+           "limit_train": config.limit_train, "limit_val": config.limit_val, "cell_merge": config.cell_merge}
     path = out / RUN_FILE
     if path.exists():
         saved = read_run(out)
-        changed = [key for key in run if key != "data_dir" and saved.get(key) != run[key]]
+        changed = [key for key in run if key != "data_dir" and saved.get(key, RUN_DEFAULTS.get(key)) != run[key]]
         if changed:
-            raise CheckpointError(f"{path}: this run folder was trained with other data ({', '.join(changed)})")
+            raise CheckpointError(f"{path}: this run folder was trained with other data or cells ({', '.join(changed)})")
         return
     atomic_write(path, json.dumps(run, indent=2) + "\n")
 
@@ -196,7 +224,7 @@ def record_run(out: Path, config: TrainConfig, resolution: int) -> None:
 def read_run(out: Path) -> dict:
     path = Path(out) / RUN_FILE
     try:
-        return json.loads(path.read_text())
+        return RUN_DEFAULTS | json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{out}: not a training run folder (no {RUN_FILE})") from None
     except (OSError, json.JSONDecodeError) as error:
@@ -240,6 +268,7 @@ class Trainer:
         self.val_set = subset(load_dataset(config.dataset, config.data_dir, train=False), config.limit_val, config.seed)
         self.show_progress = show_progress and workers.main
         self.device = workers.device
+        self._calibration: list[Tensor] | None = None
         if workers.main:
             record_run(self.out, config, self.resolution)
 
@@ -272,18 +301,30 @@ class Trainer:
         return totals.summary(self.workers, prefix)
 
     def new_metagraph(self) -> MetaGraph:
-        return MetaGraph(self.resolution, self.info.num_classes).to(self.device)
+        return MetaGraph(self.resolution, self.info.num_classes, self.config.cell_merge).to(self.device)
 
     def new_controller(self) -> Controller:
         return Controller(self.resolution).to(self.device)
 
+    def calibration_images(self, batches: int = 10, batch: int = 64) -> list[Tensor]:
+        """A fixed set of training images (the first batches of a seeded shuffle) to recalibrate batch norm on."""
+        if self._calibration is None:
+            loader = DataLoader(self.train_set, batch_size=batch, shuffle=True,
+                                generator=torch.Generator().manual_seed(self.config.seed))
+            self._calibration = [images.to(self.device) for images, _ in itertools.islice(loader, batches)]
+        return self._calibration
+
     def evaluate(self, network: nn.Module, choose: Callable[[Tensor], Tensor] | None = None, table=None,
-                 mode: str = "plain") -> dict:
+                 mode: str = "plain", recalibrate: bool = False) -> dict:
         """Validation accuracy, with architectures from ``choose(images)`` (a meta-graph) or none (a static network),
-        and the architectures' mean LUT latency."""
+        and the architectures' mean LUT latency. ``recalibrate``: with batch-norm statistics re-estimated for the
+        architectures ``choose`` gives (:mod:`instanas.batchnorm`); the network's own are restored afterwards."""
         network.eval()
+        if recalibrate:
+            with recalibrated(network, self.calibration_images(), choose):
+                return self.evaluate(network, choose, table, mode)
         loader = self.loader(self.val_set, 100, train=False)
-        totals = EpochTotals()
+        totals, architectures = EpochTotals(), set()
         with torch.no_grad():
             for images, labels in loader:
                 images, labels = images.to(self.device), labels.to(self.device)
@@ -291,7 +332,12 @@ class Trainer:
                 logits = network(images, selection) if choose else network(images)
                 latency = lut_latency(table, selection, mode) if table is not None else None
                 totals.add(F.cross_entropy(logits, labels), logits.argmax(1) == labels, latency)
-        return totals.summary(self.workers, "val")
+                if table is not None:
+                    architectures |= {row.tobytes() for row in selection.cpu().numpy().astype(bool)}
+        row = totals.summary(self.workers, "val")
+        if table is not None:
+            row["val_distinct_architectures"] = len(self.workers.union(architectures))
+        return row
 
 
 # -- stages ---------------------------------------------------------------------------------------------------------
@@ -320,10 +366,10 @@ def self_critical_loss(probabilities: Tensor, reward: Callable[[Tensor], tuple[T
     """REINFORCE with the self-critical baseline (paper eq. 1), as InstaNAS and BlockDrop train their policies.
 
     Actions are drawn from the encouraged probabilities p' = α·p + (1 − α)(1 − p); the advantage of each image is
-    ``reward(sampled)`` minus ``reward(greedy, p > 0.5)``, priced in that order (``reward`` returns the per-image
-    reward first, then anything the caller wants back for the sample). The entropy term is the authors' β·Σ −p'·log p'. Entries outside
-    ``decided`` are forced on (BlockDrop's curriculum) and get no gradient. Returns the loss, averaged over images,
-    and what ``reward`` returned for the sample.
+    ``reward(drawn, True)`` minus ``reward(greedy, False)`` (greedy: p > 0.5), priced in that order (``reward``
+    returns the per-image reward first, then anything the caller wants back for the drawn actions). The entropy
+    term is the authors' β·Σ −p'·log p'. Entries outside ``decided`` are forced on (BlockDrop's curriculum) and get
+    no gradient. Returns the loss, averaged over images, and what ``reward`` returned for the drawn actions.
     """
     explore = encouraged(probabilities, alpha)
     distribution = torch.distributions.Bernoulli(probs=explore)
@@ -333,8 +379,8 @@ def self_critical_loss(probabilities: Tensor, reward: Callable[[Tensor], tuple[T
     if decided is not None:
         actions, greedy = torch.where(decided, actions, 1.0), torch.where(decided, greedy, 1.0)
         log_probability = log_probability * decided
-    sampled = reward(actions)
-    advantage = sampled[0] - reward(greedy)[0]
+    sampled = reward(actions, True)
+    advantage = sampled[0] - reward(greedy, False)[0]
     clamped = explore.clamp(1e-15, 1 - 1e-15)
     entropy = -(clamped * clamped.log()).sum()
     policy_term = (log_probability * advantage.view(-1, *[1] * (probabilities.dim() - 1))).sum()
@@ -403,11 +449,17 @@ class Stage:
 
 
 class Pretrain(Stage):
-    """One-shot pre-training with drop-path, SGD with step decay at 50 % and 75 %.
+    """One-shot pre-training with drop-path: the whole meta-graph for the first half, then random children.
 
     Each image of a batch runs its own random child (as the authors' pre-training does), so the batch-norm
     statistics describe the mix of children that the search later feeds the meta-graph, not one child per batch.
-    Validation uses children drawn the same way, from a fixed seed.
+    Validation uses children drawn the same way, from a fixed seed. Two schedules of the second half:
+
+    * ``paper``: every module of every image dropped with the rate r rising linearly to ``final_drop_path``;
+      SGD with step decay ×0.1 at 50 % and 75 % of the epochs, so the drop-path phase runs at lr 0.01 and 0.001;
+    * ``shrinking`` (default): the same mean rate, spread over the images — each draws its own keep probability
+      uniformly from [1 − 2r, 1] (at least 0.05), so sparse children, the ones a latency-aware search ends on, are
+      trained too; SGD with cosine annealing, so the meta-graph still learns while it shrinks.
     """
 
     name = "pretrain"
@@ -419,8 +471,11 @@ class Pretrain(Stage):
         self.model = self.workers.wrap(self.metagraph)
         self.optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.pretrain_lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=True)
-        milestones = [int(config.pretrain_epochs * 0.5), int(config.pretrain_epochs * 0.75)]
-        self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)
+        if config.pretrain_schedule == "paper":
+            milestones = [int(config.pretrain_epochs * 0.5), int(config.pretrain_epochs * 0.75)]
+            self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)
+        else:
+            self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.pretrain_epochs)
         self._restore(metagraph=self.metagraph, optimizer=self.optimizer, schedule=self.schedule)
         # seeded by rank too: each worker draws children for its own images
         self.rng = np.random.default_rng([config.seed, self.start_epoch, self.workers.rank])
@@ -434,43 +489,49 @@ class Pretrain(Stage):
                 "schedule": self.schedule.state_dict()}
 
     @staticmethod
-    def children(count: int, keep: float, rng: np.random.Generator, device) -> Tensor:
-        """One random child per image: every module kept with probability ``keep``."""
+    def children(count: int, drop_rate: float, rng: np.random.Generator, device, spread: bool = False) -> Tensor:
+        """One random child per image: every module kept with probability 1 − ``drop_rate``, or (``spread``) with
+        a keep probability each image draws uniformly from [1 − 2·``drop_rate``, 1], at least 0.05."""
+        keep = rng.uniform(max(1 - 2 * drop_rate, 0.05), 1, count) if spread else 1 - drop_rate
         archs = sample_architectures(count, keep=keep, seed=int(rng.integers(2**32)))
         return torch.as_tensor(archs, device=device)
 
     def train_epoch(self, epoch: int) -> dict:
-        keep = 1 - drop_path_rate(epoch, self.epochs, self.config.final_drop_path)
+        rate = drop_path_rate(epoch, self.epochs, self.config.final_drop_path)
+        spread = self.config.pretrain_schedule == "shrinking"
 
         def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
-            selection = self.children(len(images), keep, self.rng, images.device)
+            selection = self.children(len(images), rate, self.rng, images.device, spread)
             totals.add(*supervised_step(self.model, self.optimizer, images, labels, selection))
 
         loader = self.trainer.loader(self.trainer.train_set, self.config.pretrain_batch, train=True)
         row = self.trainer.epoch(loader, epoch, "pretrain", step, "train")
         self.schedule.step()
         validation_rng = np.random.default_rng([self.config.seed, self.workers.rank])
-        sampled = lambda images: self.children(len(images), keep, validation_rng, images.device)  # noqa: E731
-        return row | {"drop_path": 1 - keep} | self.trainer.evaluate(self.metagraph, sampled)
+        sampled = lambda images: self.children(len(images), rate, validation_rng, images.device, spread)  # noqa: E731
+        return row | {"drop_path": rate} | self.trainer.evaluate(self.metagraph, sampled)
 
 
 class Search(Stage):
     """Epochs alternate: the controller learns (meta-graph fixed), then the meta-graph learns (controller fixed).
 
-    Controller: policy gradient with the self-critical baseline (eq. 1): advantage = R(sampled) − R(greedy), where
-    the sample is drawn from p' (encouragement α) and the greedy policy is p > 0.5. The entropy term is the authors'
-    released one, β·Σ −p'·log p', subtracted from the loss. Meta-graph: cross-entropy on the controller's sampled
-    policies shuffled within the batch (policy random shuffling). Every epoch saves a controller snapshot.
+    Controller: policy gradient with the self-critical baseline (eq. 1): advantage = R(drawn) − R(greedy), where
+    the drawn child comes from p' (encouragement α) and the greedy policy is p > 0.5; R is eq. 2 with the latency
+    reward ``config.reward`` (:mod:`instanas.reward`). The entropy term is the authors' released one,
+    β·Σ −p'·log p', subtracted from the loss. Meta-graph: cross-entropy on the controller's drawn policies shuffled
+    within the batch (policy random shuffling), plain SGD as in the authors' script. Every epoch saves a controller
+    snapshot. A resumed search refuses another LUT, like any other changed setting.
     """
 
     name = "search"
 
     def __init__(self, trainer: Trainer, resume: bool, table):
+        self.table, self.mode = table, table.default_mode
         super().__init__(trainer, resume)
         config = self.config
-        self.table, self.mode = table, table.default_mode
-        self.bounds = LatencyBounds.from_table(table, config.search_epochs, start_fraction=config.upper_start,
-                                               end_fraction=config.upper_end)
+        bounds = LatencyBounds.from_table(table, config.search_epochs, start_fraction=config.upper_start,
+                                          end_fraction=config.upper_end)
+        self.latency_reward = LatencyReward.build(config.reward, table, bounds, config.alpha)
         self.metagraph = trainer.new_metagraph()
         self.controller = trainer.new_controller()
         if not self.resumed:
@@ -479,7 +540,8 @@ class Search(Stage):
         self.metagraph_model = self.workers.wrap(self.metagraph)
         self.controller_optimizer = torch.optim.Adam(self.controller.parameters(), lr=config.controller_lr)
         self.metagraph_optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.metagraph_lr,
-                                                   momentum=config.momentum, weight_decay=config.weight_decay)
+                                                   momentum=config.search_momentum,
+                                                   weight_decay=config.search_weight_decay)
         self._restore(metagraph=self.metagraph, controller=self.controller,
                       controller_optimizer=self.controller_optimizer, metagraph_optimizer=self.metagraph_optimizer)
         self.snapshots = trainer.out / "snapshots"
@@ -488,29 +550,38 @@ class Search(Stage):
     def epochs(self) -> int:
         return self.config.search_epochs
 
+    def stage_settings(self) -> dict:
+        """The LUT prices every reward, so it is a setting too (its content hash and the estimate mode)."""
+        return super().stage_settings() | {"lut": self.table.content_hash, "lut_mode": self.mode}
+
     def state(self) -> dict:
         return {"metagraph": self.metagraph.state_dict(), "controller": self.controller.state_dict(),
                 "controller_optimizer": self.controller_optimizer.state_dict(),
-                "metagraph_optimizer": self.metagraph_optimizer.state_dict(), "bounds": self.bounds.as_dict()}
+                "metagraph_optimizer": self.metagraph_optimizer.state_dict(),
+                "reward": self.latency_reward.as_dict()}
 
-    def _reward(self, images: Tensor, labels: Tensor, selection: Tensor, upper: float) -> tuple[Tensor, Tensor, Tensor]:
-        with torch.no_grad():
-            correct = self.metagraph(images, selection).argmax(1) == labels
-        latency = lut_latency(self.table, selection, self.mode)
-        config = self.config
-        reward = instance_reward(correct, latency, upper, self.bounds.lower, positive=config.reward_correct,
-                                 negative=config.reward_wrong)
-        return reward, correct, latency
+    def _reward(self, images: Tensor, labels: Tensor, probabilities: Tensor, epoch: int) -> Callable:
+        """The reward of ``self_critical_loss`` for one batch: eq. 2 with this search's latency reward."""
+        price = self.latency_reward.pricer(self.table, probabilities, epoch, self.config.alpha)
+
+        def reward(actions: Tensor, drawn: bool) -> tuple[Tensor, Tensor, Tensor]:
+            with torch.no_grad():
+                correct = self.metagraph(images, with_default_modules(actions)).argmax(1) == labels
+            latency_reward, latency = price(actions, drawn)
+            return (instance_reward(correct, latency_reward, positive=self.config.reward_correct,
+                                    negative=self.config.reward_wrong), correct, latency)
+
+        return reward
 
     def train_epoch(self, epoch: int) -> dict:
-        config, upper = self.config, self.bounds.upper(epoch)
+        config = self.config
 
         def controller_step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
             self.metagraph.eval()
             self.controller_model.train()
-            reward = lambda actions: self._reward(images, labels, with_default_modules(actions), upper)  # noqa: E731
-            loss, (_, correct, latency) = self_critical_loss(self.controller_model(images), reward, config.alpha,
-                                                             config.entropy_weight)
+            probabilities = self.controller_model(images)
+            reward = self._reward(images, labels, probabilities, epoch)
+            loss, (_, correct, latency) = self_critical_loss(probabilities, reward, config.alpha, config.entropy_weight)
             self.controller_optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.controller_optimizer.step()
@@ -527,12 +598,12 @@ class Search(Stage):
 
         trainer = self.trainer
         loader = trainer.loader(trainer.train_set, config.search_batch, train=True)
-        row = {"upper_ms": upper, "lower_ms": self.bounds.lower}
+        row = {"upper_ms": self.latency_reward.bounds.upper(epoch), "lower_ms": self.latency_reward.bounds.lower}
         row |= trainer.epoch(loader, epoch, "search: controller", controller_step, "controller")
         row |= trainer.epoch(loader, epoch, "search: meta-graph", metagraph_step, "metagraph")
         self.controller.eval()
         row |= trainer.evaluate(self.metagraph, lambda images: deterministic_policy(self.controller(images)), self.table,
-                                self.mode)
+                                self.mode, recalibrate=True)
         if self.workers.main:
             snapshot = {"controller": self.controller.state_dict(), "metagraph": self.metagraph.state_dict(),
                         "epoch": epoch, "metrics": row, "resolution": trainer.resolution}
@@ -598,19 +669,29 @@ class Retrain(Stage):
 
 
 class Finetune(Retrain):
-    """Fix a search snapshot's controller; train the meta-graph on the architectures it assigns (p > 0.5)."""
+    """Fix a search snapshot's controller; train the meta-graph on the architectures it assigns (p > 0.5).
+
+    The run's ``finetune`` stage re-trains the snapshot ``--snapshot`` names (default: the last); ``instanas compare``
+    re-trains others, each as its own stage ``finetune-epoch-NNN`` (``epoch``) with the same recipe.
+    """
 
     name = "finetune"
 
-    def __init__(self, trainer: Trainer, resume: bool):
+    def __init__(self, trainer: Trainer, resume: bool, epoch: int | None = None):
+        self.epoch_chosen = trainer.config.snapshot if epoch is None else epoch
+        if epoch is not None:
+            self.name = f"finetune-epoch-{epoch:03d}"
         super().__init__(trainer, resume)
-        self.snapshot = snapshot_path(trainer.out, self.config.snapshot)
+        self.snapshot = snapshot_path(trainer.out, self.epoch_chosen)
         chosen = load_checkpoint(self.snapshot)
         self.controller = trainer.new_controller()
         self.controller.load_state_dict(self.resumed["controller"] if self.resumed else chosen["controller"])
         self.controller.eval().requires_grad_(False)
         if not self.resumed and not self.config.from_scratch:
             self.network.load_state_dict(chosen["metagraph"])
+
+    def stage_settings(self) -> dict:
+        return self.config.stage_settings("finetune") | {"snapshot": self.epoch_chosen}
 
     def choose(self, images: Tensor) -> Tensor:
         return deterministic_policy(self.controller(images))

@@ -109,14 +109,18 @@ def load_table(path: str | os.PathLike) -> LatencyTable:
     return LatencyTable.from_dict(payload, path)
 
 
-def latest_table(store: Path, fingerprint: str, resolution: int) -> LatencyTable:
-    versions = table_versions(store, fingerprint, resolution)
-    if not versions:
-        raise LUTError(
-            f"no LUT for {resolution} px on this machine (fingerprint {fingerprint}) under {store}: "
-            f"run `instanas profile --resolution {resolution}` first, or pass --lut"
-        )
-    return load_table(versions[-1][1])
+def latest_table(store: Path, fingerprint: str, resolution: int, merge: str | None = None) -> LatencyTable:
+    """The newest version (of cells that ``merge`` their modules, if given)."""
+    for _, path in reversed(table_versions(store, fingerprint, resolution)):
+        table = load_table(path)
+        if merge is None or table.cell_merge == merge:
+            return table
+    cells = f" of cells that {merge} their modules" if merge else ""
+    option = f" --cell-merge {merge}" if merge else ""
+    raise LUTError(
+        f"no LUT for {resolution} px{cells} on this machine (fingerprint {fingerprint}) under {store}: "
+        f"run `instanas profile --resolution {resolution}{option}` first, or pass --lut"
+    )
 
 
 def check_fingerprint(table: LatencyTable, current: str, allow_foreign: bool) -> None:
@@ -133,21 +137,25 @@ def check_fingerprint(table: LatencyTable, current: str, allow_foreign: bool) ->
 
 
 def resolve_table(
-    resolution: int, *, path: str | os.PathLike | None, store: Path, threads: int | None, allow_foreign: bool
+    resolution: int, *, path: str | os.PathLike | None, store: Path, threads: int | None, allow_foreign: bool,
+    merge: str | None = None,
 ) -> LatencyTable:
     """The table to estimate with: ``path`` if given, else this machine's newest at ``resolution``.
 
-    It must be of ``resolution`` and, unless ``allow_foreign``, of this machine (at the table's own thread count).
+    It must be of ``resolution``, of networks whose cells ``merge`` their modules (when given) and, unless
+    ``allow_foreign``, of this machine (at the table's own thread count).
     """
     from profiler import default_threads
     from profiler.fingerprint import fingerprint_id, machine_fingerprint
 
     if path is None:
         current = fingerprint_id(machine_fingerprint(threads or default_threads()))
-        return latest_table(store, current, resolution)
+        return latest_table(store, current, resolution, merge)
     table = load_table(path)
     if table.resolution != resolution:
         raise LUTError(f"{table.path}: profiled at {table.resolution} px, not {resolution} px")
+    if merge is not None:
+        table.check_merge(merge)
     check_fingerprint(table, fingerprint_id(machine_fingerprint(table.threads)), allow_foreign)
     return table
 

@@ -145,6 +145,19 @@ class LatencyTable:
         return float(found.iloc[0])
 
     @property
+    def cell_merge(self) -> str:
+        """How the profiled cells merge their modules' outputs (tables made before the setting existed: ``sum``)."""
+        return self.meta["settings"].get("cell_merge", "sum")
+
+    def check_merge(self, merge: str) -> None:
+        """Refuse to price networks whose cells merge their modules otherwise than the profiled ones."""
+        if merge != self.cell_merge:
+            raise LUTError(
+                f"{self._name()}: profiled with cells that {self.cell_merge} their modules, the networks here "
+                f"{merge} them; profile with --cell-merge {merge}"
+            )
+
+    @property
     def calibration(self) -> dict | None:
         return self.meta.get("calibration")
 

@@ -1,7 +1,7 @@
 """Profile every part an architecture executes, each in context (its real input shape at that cell and resolution).
 
-The entries: the stem, each cell's five modules (their own identity shortcut included), the cost of summing k = 2…5
-module outputs in each cell, the head, and the controller (which runs once per image, whatever it chooses). An architecture runs the stem, its selected modules, one k-way sum per
+The entries: the stem, each cell's five modules (their own identity shortcut included), the cost of merging k = 2…5
+module outputs in each cell (their sum, or their mean: see :mod:`instanas.metagraph`), the head, and the controller (which runs once per image, whatever it chooses). An architecture runs the stem, its selected modules, one k-way sum per
 cell that selects k ≥ 2 modules, and the head, so its estimate is the sum of exactly those entries.
 
 Each entry is timed in blocks alternating with blocks of the reference network (:mod:`profiler.reference`), so
@@ -18,20 +18,21 @@ import torch
 from torch import Tensor, nn
 
 from instanas.controller import Controller
-from instanas.metagraph import MetaGraph
+from instanas.metagraph import MetaGraph, merge_outputs
 from instanas.space import CONTROLLER_KEY, MAX_MERGED, MODULE_NAMES, merge_key, module_key
 from profiler.reference import reference_timer
 from profiler.timing import PairedStats
 
 
-class OutputSum(nn.Module):
-    """The k-way sum of a cell's module outputs, as a child cell computes it (k - 1 out-of-place additions)."""
+class OutputMerge(nn.Module):
+    """The k-way merge of a cell's module outputs, exactly as a child cell computes it."""
+
+    def __init__(self, merge: str):
+        super().__init__()
+        self.merge = merge
 
     def forward(self, outputs: tuple[Tensor, ...]) -> Tensor:
-        out = outputs[0]
-        for other in outputs[1:]:
-            out = out + other
-        return out
+        return merge_outputs(list(outputs), self.merge)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def profile_tasks(graph: MetaGraph) -> list[ProfileTask]:
                     None,
                     merged,
                     lambda spec=spec, merged=merged: (
-                        OutputSum(),
+                        OutputMerge(graph.merge),
                         tuple(feature_map(spec.out_channels, spec.output_hw) for _ in range(merged)),
                     ),
                 )
@@ -110,6 +111,7 @@ def profile_space(
     min_run_time: float,
     rounds: int,
     num_classes: int | None = None,
+    merge: str = "mean",
     seed: int = 0,
     skip: frozenset[tuple[str, int]] = frozenset(),
 ) -> Iterator[ProfileMeasurement]:
@@ -119,7 +121,7 @@ def profile_space(
     ``seed`` and the round, so a resumed run measures the same remaining entries it would have.
     """
     torch.manual_seed(seed)
-    graph = MetaGraph(resolution, num_classes).eval()
+    graph = MetaGraph(resolution, num_classes, merge).eval()
     tasks = profile_tasks(graph)
     timer = reference_timer(threads)
     for round_index in range(rounds):

@@ -81,7 +81,7 @@ def test_self_critical_loss_leaves_undecided_entries_on_and_without_gradient():
     decided = torch.tensor([False, False, True, True]).expand(6, -1)
     rewards = []
 
-    def reward(actions):
+    def reward(actions, drawn):
         rewards.append(actions.clone())
         return (actions.sum(1),)
 
@@ -118,7 +118,8 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
     result = cli(*arguments)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out / "table.csv")
-    assert set(frame["method"]) == {"mobilenetv2", "oneshot", "oneshot-retrained", "blockdrop", "convnet-aig", "instanas"}
+    assert set(frame["method"]) == {"mobilenetv2", "oneshot", "oneshot-retrained", "blockdrop", "convnet-aig", "instanas",
+                                    "instanas-search"}
     frontier, retrained = frame[frame["method"] == "oneshot"], frame[frame["method"] == "oneshot-retrained"]
     assert list(retrained["point"]) == list(frontier["point"]), "every frontier architecture re-trained"
     assert np.allclose(retrained["lut_ms_mean"], frontier["lut_ms_mean"])
@@ -135,6 +136,15 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
     assert (frame["measured_images"] > 0).all() and (frame["measured_ms_mean"] > 0).all()
     assert len(pd.read_csv(out / "oneshot.csv")) == 4
     assert frame["point"].str.startswith("search epoch").sum() == 2
+    retrained_instanas = frame[frame["method"] == "instanas"]
+    assert list(retrained_instanas["point"]) == ["epoch 0, re-trained", "epoch 1, re-trained"], \
+        "spread re-trains five snapshots, first and last included: here both"
+    finetuned = torch.load(trained_run / "finetune.pt", weights_only=True)
+    assert finetuned["snapshot"] == "epoch-001.pt" and not (trained_run / "finetune-epoch-001.pt").exists(), \
+        "the run's own finetune.pt is the last snapshot re-trained by the same recipe: reused, not trained again"
+    assert len(pd.read_csv(trained_run / "metrics-finetune-epoch-000.csv")) == 1
+    assert (dynamic["distinct_architectures"] >= 1).all()
+    assert "| InstaNAS (re-trained) | epoch 0, re-trained |" in (out / "table.md").read_text()
     for name in ("mobilenetv2-0.4x", "mobilenetv2-1.4x", "blockdrop", "convnet-aig"):
         assert len(pd.read_csv(trained_run / f"metrics-{name}.csv")) >= 1
     last_cell_dropped = mobilenetv2_architecture()

@@ -252,3 +252,23 @@ def test_fingerprint_fields_and_id():
     assert fingerprint_id(fields) != fingerprint_id(machine_fingerprint(1))
     assert fingerprint_id(fields | {"os": "elsewhere"}) == fingerprint_id(fields), "OS text does not change latency"
     assert len(fingerprint_id(fields)) == 12
+
+
+def test_a_table_prices_only_networks_whose_cells_merge_like_the_profiled_ones(profiled, tmp_path, cli):
+    """The default profile times mean-merging cells; a table of summing cells is refused for them, and back."""
+    from lut.store import resolve_table
+
+    assert json.loads(profiled.read_text())["settings"]["cell_merge"] == "mean"
+    store = tmp_path / "store"
+    summed = rewrite(profiled, store / profiled.parent.name / "res32-v1.json",
+                     lambda payload: payload["settings"].update(cell_merge="sum"))
+    mean = rewrite(profiled, store / profiled.parent.name / "res32-v2.json", lambda payload: None)
+    assert load_table(summed).cell_merge == "sum" and load_table(mean).cell_merge == "mean"
+    with pytest.raises(LUTError, match="cells that sum their modules.*--cell-merge mean"):
+        resolve_table(32, path=summed, store=store, threads=1, allow_foreign=False, merge="mean")
+    newest_sum = resolve_table(32, path=None, store=store, threads=1, allow_foreign=False, merge="sum")
+    assert newest_sum.path == summed, "the newest table of the asked merge, not the newest of all"
+    refused = cli("train", "--dataset", "digits", "--stage", "search", "--cell-merge", "sum", "--lut", str(mean),
+                  "--out", str(tmp_path / "run"))
+    assert refused.returncode == 2 and "profile with --cell-merge sum" in refused.stderr
+    assert refused.stderr.count("\n") == 1

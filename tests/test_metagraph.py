@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from instanas.metagraph import MetaGraph
+from instanas.errors import ConfigError
+from instanas.metagraph import CELL_MERGES, MetaGraph
 from instanas.space import (
     MODULE_NAMES,
     full_architecture,
@@ -42,15 +43,44 @@ def _module_hooks(graph):
     return fired, handles
 
 
-def test_training_mode_equals_child_on_many_architectures(graph32):
+@pytest.mark.parametrize("merge", CELL_MERGES)
+def test_training_mode_equals_child_on_many_architectures(merge):
+    torch.manual_seed(0)
+    graph = MetaGraph(32, merge=merge).eval()
+    _randomise_batchnorm(graph)
     archs = sample_architectures(24, keep=np.linspace(0.05, 0.9, 24), seed=3)
     x = torch.randn(len(archs), 3, 32, 32)
     with torch.no_grad():
-        batched = graph32(x, torch.from_numpy(archs))
+        batched = graph(x, torch.from_numpy(archs))
         for i, arch in enumerate(archs):
-            alone = graph32.child(arch)(x[i : i + 1])
+            alone = graph.child(arch)(x[i : i + 1])
             torch.testing.assert_close(batched[i : i + 1], alone, rtol=1e-4, atol=1e-5)
     assert batched.shape == (24, 10)
+
+
+def _activation_rms(graph, modules_per_cell: int) -> float:
+    """RMS of the activations after the deepest cell of the 64-channel stage (cell 9), batch statistics."""
+    arch = np.zeros((17, 5), dtype=bool)
+    arch[:, :modules_per_cell] = True
+    child = graph.child(arch).train()
+    with torch.no_grad():
+        x = child.stem(torch.randn(16, 3, 32, 32))
+        for cell in child.cells[:10]:
+            x = cell(x)
+    return float(x.pow(2).mean().sqrt())
+
+
+def test_mean_cells_keep_one_scale_where_summing_cells_compound():
+    torch.manual_seed(0)
+    summed, averaged = MetaGraph(32, merge="sum"), MetaGraph(32, merge="mean")
+    assert _activation_rms(summed, 5) > 20 * _activation_rms(summed, 1), "k modules with identities: about k·x per cell"
+    ratio = _activation_rms(averaged, 5) / _activation_rms(averaged, 1)
+    assert 0.2 < ratio < 2, f"the mean keeps the scale whatever k is (ratio {ratio:.2f})"
+
+
+def test_unknown_cell_merge_is_refused():
+    with pytest.raises(ConfigError, match="cell merge 'max'"):
+        MetaGraph(32, merge="max")
 
 
 @pytest.mark.parametrize("resolution, classes", [(64, 200), (224, 1000)])

@@ -14,7 +14,7 @@ import torch
 
 from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import Cutout, load_dataset
-from instanas.errors import DatasetError
+from instanas.errors import DatasetError, LUTError
 from instanas.reward import LatencyBounds, instance_reward, latency_reward
 from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, smallest_architecture
 from instanas.train import Pretrain, drop_path_rate
@@ -52,16 +52,19 @@ def test_latency_reward_is_quadratic_inside_the_bounds():
     torch.testing.assert_close(reward, torch.tensor([0.0, 0.0, 8 / 9, 8 / 9, 0.0, 0.0]))
     assert latency_reward(torch.tensor([7.0]), 10.0, 4.0).item() == pytest.approx(1.0)
     correct = torch.tensor([True, False])
-    torch.testing.assert_close(instance_reward(correct, torch.tensor([7.0, 7.0]), 10.0, 4.0), torch.tensor([10.0, -10.0]))
+    values = latency_reward(torch.tensor([7.0, 7.0]), 10.0, 4.0)
+    torch.testing.assert_close(instance_reward(correct, values), torch.tensor([10.0, -10.0]))
 
 
 def test_bounds_come_from_the_lut_and_fall_linearly(profiled):
     table = load_table(profiled)
-    bounds = LatencyBounds.from_table(table, epochs=5)
+    bounds = LatencyBounds.from_table(table, epochs=5, end_fraction=0.9)
     assert bounds.lower == pytest.approx(table.estimate(smallest_architecture()))
     assert bounds.upper(0) == pytest.approx(0.7 * table.estimate(np.ones((17, 5), bool)))
-    assert bounds.upper(4) == pytest.approx(0.5 * table.estimate(mobilenetv2_architecture()))
+    assert bounds.upper(4) == pytest.approx(0.9 * table.estimate(mobilenetv2_architecture()))
     assert bounds.upper(2) == pytest.approx((bounds.upper(0) + bounds.upper(4)) / 2)
+    with pytest.raises(LUTError, match="latency bounds are empty"):
+        LatencyBounds.from_table(table, epochs=5, end_fraction=0.1)
 
 
 def test_drop_path_rises_from_the_middle_of_pretraining():
@@ -76,7 +79,16 @@ def test_pretraining_draws_a_child_per_image():
     assert len({child.tobytes() for child in children}) == 16, "each image its own random child"
     assert children[:, REQUIRED_CELLS].any(-1).all()
     assert 0.3 < children.mean() < 0.7
-    assert Pretrain.children(4, 1.0, rng, "cpu").all(), "before drop-path starts, every module runs"
+    assert Pretrain.children(4, 0.0, rng, "cpu").all(), "before drop-path starts, every module runs"
+
+
+def test_shrinking_pretraining_spreads_the_same_mean_rate_over_sparse_and_dense_children():
+    rng = np.random.default_rng(0)
+    fixed = Pretrain.children(400, 0.5, rng, "cpu").numpy().reshape(400, -1).mean(1)
+    spread = Pretrain.children(400, 0.5, rng, "cpu", spread=True).numpy().reshape(400, -1).mean(1)
+    assert abs(spread.mean() - fixed.mean()) < 0.1, "about the same mean rate (keep clipped at 0.05; required cells never empty)"
+    assert fixed.min() > 0.3, "one rate for all: no image sees a sparse child"
+    assert spread.min() < 0.15 and spread.max() > 0.9, "per-image rates: sparse and dense children both trained"
 
 
 def test_digits_are_real_images_split_apart():
@@ -124,6 +136,8 @@ def test_three_stages_then_evaluate_end_to_end(profiled, trained_run, cli):
     assert report["lut_ms"]["mean"] >= table.estimate(smallest_architecture()) + table.controller_ms
     assert report["measured_ms"]["architectures_measured"] <= 2 and report["measured_ms"]["controller_ms"] > 0
     assert set(report["mobilenetv2"]) >= {"accuracy", "lut_ms", "spearman_latency_vs_baseline_confidence"}
+    paths = [report["checkpoint"], report["lut"]["path"], report["mobilenetv2"]["checkpoint"]]
+    assert not any(os.path.isabs(path) for path in paths), f"reports carry no absolute paths: {paths}"
     architectures = pd.read_csv(run / "evaluation" / "architectures.csv")
     assert architectures["images"].sum() == 40
     assert (run / "evaluation" / "latency_histogram.png").read_bytes()[:4] == b"\x89PNG"

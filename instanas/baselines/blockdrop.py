@@ -79,7 +79,7 @@ class BlockDropStage(Stage):
             self.backbone_model.train(joint)
             priced: list[tuple] = []
 
-            def reward(keep: Tensor) -> tuple:
+            def reward(keep: Tensor, drawn: bool) -> tuple:
                 # the sample is priced first: in joint training its forward keeps a graph for the cross-entropy
                 with torch.set_grad_enabled(joint and not priced):
                     priced.append(self._reward(images, labels, keep, penalty))

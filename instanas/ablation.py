@@ -1,0 +1,132 @@
+"""``instanas ablation``: several training runs side by side, one setting changed in each (issue 13's table).
+
+Each run folder holds a search (``metrics-search.csv``) and, when it was re-trained, a ``finetune.pt``. Per run the
+table shows what differs from the first run's settings, where the search's greedy policy started and ended (LUT
+latency of its architectures, controller excluded, and accuracy with the shared weights, batch-norm statistics
+recalibrated), whether its latency fell epoch after epoch (Spearman of latency against epoch: −1 is a steady fall),
+and the re-trained policy against one MobileNetV2 1.0× (``baseline``): accuracy, latency with the controller, their
+ratio, distinct architectures, and the Spearman correlation of an image's latency with MobileNetV2's confidence in it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from instanas.atomic import atomic_write
+from instanas.errors import CheckpointError
+from instanas.evaluate import evaluate_run
+from instanas.plots import png_figure
+from instanas.train import load_checkpoint, read_run
+
+
+def settings_of(run: Path) -> dict:
+    """The settings every stage of ``run`` was trained with, one dict (a later stage's value wins)."""
+    merged = {}
+    for stage in ("pretrain", "search", "finetune"):
+        path = run / f"{stage}.pt"
+        if path.exists():
+            merged |= load_checkpoint(path)["settings"]
+    if not merged:
+        raise CheckpointError(f"{run}: no pretrain.pt, search.pt or finetune.pt")
+    return merged
+
+
+def differences(settings: dict, reference: dict) -> str:
+    """The settings both runs have (a run may lack a stage) whose values differ, as ``name value`` pairs."""
+    changed = [f"{key} {settings[key]}" for key in sorted(set(settings) & set(reference))
+               if key not in ("lut", "snapshot") and settings[key] != reference[key]]
+    return ", ".join(changed) or "—"
+
+
+def ablation_row(run: Path, reference: dict, table, baseline: Path, out: Path) -> dict:
+    search = pd.read_csv(run / "metrics-search.csv")
+    first, last = search.iloc[0], search.iloc[-1]
+    trend = stats.spearmanr(search["epoch"], search["val_lut_ms"]).statistic if len(search) > 2 else np.nan
+    row = {
+        "run": run.name,
+        "changed": differences(settings_of(run), reference),
+        "search_epochs": len(search),
+        "greedy_first_ms": first["val_lut_ms"], "greedy_first_accuracy": first["val_accuracy"],
+        "greedy_last_ms": last["val_lut_ms"], "greedy_last_accuracy": last["val_accuracy"],
+        "latency_trend_spearman": trend,
+        "last_distinct_architectures": last.get("val_distinct_architectures", np.nan),
+    }
+    if (run / "finetune.pt").exists():
+        report = evaluate_run(run, table, measure=0, baseline=baseline, out=out / run.name)
+        versus = report["mobilenetv2"]
+        row |= {
+            "retrained_accuracy": report["accuracy"], "retrained_ms": report["lut_ms"]["mean"],
+            "mobilenetv2_accuracy": versus["accuracy"], "mobilenetv2_ms": versus["lut_ms"],
+            "latency_ratio": versus["instanas_lut_ms_ratio"],
+            "distinct_architectures": report["distinct_architectures"],
+            "spearman_vs_mobilenetv2_confidence": versus["spearman_latency_vs_baseline_confidence"],
+        }
+    return row
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    def number(value, form: str) -> str:
+        return "—" if value is None or pd.isna(value) else format(value, form)
+
+    lines = ["| run | changed from the first | search: greedy ms, accuracy (first → last epoch) | latency trend | "
+             "re-trained: accuracy | ms (controller incl.) | / MobileNetV2 | architectures | Spearman vs MBV2 conf. |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in frame.to_dict("records"):
+        search = (f"{row['greedy_first_ms']:.2f} ms, {100 * row['greedy_first_accuracy']:.1f} % → "
+                  f"{row['greedy_last_ms']:.2f} ms, {100 * row['greedy_last_accuracy']:.1f} %")
+        accuracy = row.get("retrained_accuracy")
+        lines.append(
+            f"| {row['run']} | {row['changed']} | {search} | {number(row['latency_trend_spearman'], '+.2f')} | "
+            f"{number(None if accuracy is None else 100 * accuracy, '.1f')} % | {number(row.get('retrained_ms'), '.2f')} | "
+            f"{number(row.get('latency_ratio'), '.3f')} | {number(row.get('distinct_architectures'), '.0f')} | "
+            f"{number(row.get('spearman_vs_mobilenetv2_confidence'), '+.3f')} |")
+    return "\n".join(lines) + "\n"
+
+
+def trajectory_plot(runs: list[Path], path: Path) -> None:
+    """Each run's greedy LUT latency and accuracy per search epoch, with the upper bound U_t."""
+    with png_figure(path, (11, 4), ncols=2) as (latency_axes, accuracy_axes):
+        for index, run in enumerate(runs):
+            search = pd.read_csv(run / "metrics-search.csv")
+            color = f"C{index}"
+            latency_axes.plot(search["epoch"], search["val_lut_ms"], marker="o", color=color, label=run.name)
+            accuracy_axes.plot(search["epoch"], 100 * search["val_accuracy"], marker="o", color=color, label=run.name)
+        search = pd.read_csv(runs[0] / "metrics-search.csv")
+        latency_axes.plot(search["epoch"], search["upper_ms"], color="0.5", linestyle="--", label="U_t")
+        latency_axes.plot(search["epoch"], search["lower_ms"], color="0.5", linestyle=":", label="L")
+        latency_axes.set_xlabel("search epoch")
+        latency_axes.set_ylabel("LUT ms per image")
+        latency_axes.set_title("greedy policy's latency (controller excluded)", fontsize=10)
+        accuracy_axes.set_xlabel("search epoch")
+        accuracy_axes.set_ylabel("validation accuracy (%)")
+        accuracy_axes.set_title("greedy policy's accuracy (shared weights, BN recalibrated)", fontsize=10)
+        for axes in (latency_axes, accuracy_axes):
+            axes.xaxis.get_major_locator().set_params(integer=True)
+            axes.grid(alpha=0.3)
+            axes.legend(fontsize=7)
+
+
+def ablation(runs: list[Path], table_for, baseline: Path, out: Path) -> pd.DataFrame:
+    """Tabulate ``runs`` (the first is the reference), each priced by ``table_for(cell_merge)``; write
+    ``ablation.csv``, ``ablation.md``, ``search.png``."""
+    runs = [Path(run) for run in runs]
+    for run in runs:
+        if not (run / "metrics-search.csv").exists():
+            raise CheckpointError(f"{run}: no metrics-search.csv (run `instanas train --stage search` first)")
+    if not Path(baseline).exists():
+        raise CheckpointError(f"{baseline}: no such MobileNetV2 checkpoint")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = settings_of(runs[0])
+    frame = pd.DataFrame([ablation_row(run, reference, table_for(read_run(run)["cell_merge"]), Path(baseline), out)
+                          for run in runs])
+    atomic_write(out / "ablation.csv", frame.to_csv(index=False))
+    atomic_write(out / "ablation.md", markdown(frame))
+    atomic_write(out / "settings.json", json.dumps({"reference": runs[0].name, "settings": reference}, indent=1) + "\n")
+    trajectory_plot(runs, out / "search.png")
+    return frame
