@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
 from torch import Tensor, nn
 
 from instanas.atomic import atomic_write
@@ -34,7 +33,7 @@ from instanas.baselines.mobilenetv2 import WidthBaseline
 from instanas.baselines.oneshot import RetrainArchitecture, pareto_frontier, score_architectures
 from instanas.controller import Controller, deterministic_policy
 from instanas.errors import CheckpointError, InstaNASError
-from instanas.evaluate import Stopwatch
+from instanas.evaluate import Stopwatch, latency_confidence_spearman
 from instanas.metagraph import MetaGraph
 from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture
 from instanas.train import (
@@ -166,9 +165,8 @@ class Comparison:
                 measured[(names == name).to_numpy()] = self._time(network_of(parse_architecture(name))) + overhead_ms
         row = self._row(method, point, correct, lut_ms, measured, frontier)
         row["distinct_architectures"] = int(names.nunique())
-        if names.nunique() > 1:  # a rank correlation of a constant is undefined
-            spearman = stats.spearmanr(lut_ms, self.mobilenetv2_confidence()).statistic
-            row["spearman_latency_vs_mobilenetv2_confidence"] = float(spearman)
+        spearman = latency_confidence_spearman(lut_ms, self.mobilenetv2_confidence())
+        row["spearman_latency_vs_mobilenetv2_confidence"] = np.nan if spearman is None else spearman
         return row
 
     def _fixed_point(self, method: str, point: str, metagraph: MetaGraph, arch: np.ndarray) -> dict:
@@ -290,10 +288,11 @@ class Comparison:
             return epochs
         if choice == "spread":  # five, evenly over the search, the first and the last included
             return sorted({epochs[round(i * (len(epochs) - 1) / 4)] for i in range(5)}) if epochs else []
-        missing = sorted(set(parse_epochs(choice)) - set(epochs))
+        chosen = parse_epochs(choice)
+        missing = sorted(set(chosen) - set(epochs))
         if missing:
             raise CheckpointError(f"{self.run_dir}: no search snapshot of epoch {missing[0]} to re-train")
-        return parse_epochs(choice)
+        return chosen
 
     def _retrained(self, epoch: int) -> dict:
         """Search epoch ``epoch``'s controller with a meta-graph re-trained by the recipe: the run's ``finetune.pt``

@@ -78,6 +78,12 @@ def _spread(values: np.ndarray) -> dict:
             "p5_p50_p95": [float(v) for v in np.percentile(values, [5, 50, 95])]}
 
 
+def latency_confidence_spearman(latency_ms: np.ndarray, confidence: np.ndarray) -> float | None:
+    """Spearman correlation of an image's latency with a baseline's confidence in it (negative: harder images get
+    richer networks); None when every image gets the same latency, where a rank correlation is undefined."""
+    return float(stats.spearmanr(latency_ms, confidence).statistic) if np.ptp(latency_ms) > 0 else None
+
+
 def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_dir: str | None = None,
                  measure: int = 20, threads: int | None = None, min_run_time: float = 0.2,
                  out: Path | None = None, baseline: Path | None = None) -> dict:
@@ -156,8 +162,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
             "instanas_lut_ms_by_baseline_confidence_quartile": [
                 float(lut_ms[quartile == q].mean()) for q in sorted(set(quartile))
             ],
-            "spearman_latency_vs_baseline_confidence": (  # undefined when every image gets the same latency
-                float(stats.spearmanr(lut_ms, base_confidence).statistic) if np.ptp(lut_ms) > 0 else None),
+            "spearman_latency_vs_baseline_confidence": latency_confidence_spearman(lut_ms, base_confidence),
         }
     out = Path(out) if out else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)

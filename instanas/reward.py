@@ -142,13 +142,14 @@ class LatencyReward:
         return self.greedy(greedy_ms + latency_ms - mean_drawn_ms, epoch)
 
     def pricer(self, table, probabilities: Tensor, epoch: int, alpha: float) -> Callable[[Tensor, bool], tuple]:
-        """For one batch of policies ``probabilities``: ``price(actions, drawn) -> (R_A, LUT latency)`` of the drawn
-        (``drawn``) or greedy children ``actions``, as :func:`instanas.train.self_critical_loss` asks for them."""
+        """For one batch of policies ``probabilities``: ``price(selection, drawn) -> (R_A, LUT latency)`` of the
+        drawn (``drawn``) or greedy children ``selection`` (required cells already repaired), as
+        :func:`instanas.train.self_critical_loss` asks for them."""
         greedy_ms = lut_latency(table, deterministic_policy(probabilities.detach()), table.default_mode)
         mean_drawn_ms = mean_drawn_latency(table, encouraged(probabilities.detach(), alpha))
 
-        def price(actions: Tensor, drawn: bool) -> tuple[Tensor, Tensor]:
-            latency = lut_latency(table, with_default_modules(actions), table.default_mode)
+        def price(selection: Tensor, drawn: bool) -> tuple[Tensor, Tensor]:
+            latency = lut_latency(table, selection, table.default_mode)
             values = self.drawn(latency, epoch, greedy_ms, mean_drawn_ms) if drawn else self.greedy(latency, epoch)
             return values, latency
 

@@ -565,9 +565,10 @@ class Search(Stage):
         price = self.latency_reward.pricer(self.table, probabilities, epoch, self.config.alpha)
 
         def reward(actions: Tensor, drawn: bool) -> tuple[Tensor, Tensor, Tensor]:
+            selection = with_default_modules(actions)
             with torch.no_grad():
-                correct = self.metagraph(images, with_default_modules(actions)).argmax(1) == labels
-            latency_reward, latency = price(actions, drawn)
+                correct = self.metagraph(images, selection).argmax(1) == labels
+            latency_reward, latency = price(selection, drawn)
             return (instance_reward(correct, latency_reward, positive=self.config.reward_correct,
                                     negative=self.config.reward_wrong), correct, latency)
 

@@ -68,7 +68,7 @@ def _latency_only(table, kind: str, bounds: LatencyBounds, epoch: int):
     def make_reward(probabilities):
         price = latency_reward.pricer(table, probabilities, epoch, ALPHA)
         return lambda actions, drawn: (instance_reward(torch.ones(len(actions), dtype=torch.bool),
-                                                       price(actions, drawn)[0]),)
+                                                       price(with_default_modules(actions), drawn)[0]),)
 
     return make_reward
 
