@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: show the search space and measure one sampled architecture at 32 px.
+## The main job, small: profile this CPU at 32 px, calibrate the LUT on 200 children, validate it on 300 others
+## (agreement table and scatter plot). The full job is the same three commands with their defaults (10,000 children).
+MAIN_JOB := build/main-job
 run: $(STAMP)
-	$(BIN)/instanas space --resolution 32
-	$(BIN)/instanas measure --resolution 32 --arch "$$($(BIN)/instanas sample --resolution 32 -n 1 --seed 0)"
+	rm -rf $(MAIN_JOB)
+	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas profile --resolution 32 --rounds 2
+	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas calibrate --resolution 32 -n 200 --out $(MAIN_JOB)/calibrate-32
+	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas correlate --resolution 32 -n 300 --out $(MAIN_JOB)/correlate-32
 
 ## The unit tests (CPU, a few minutes).
 test: $(STAMP)

@@ -16,11 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from instanas.atomic import report_path
+from instanas.harness import Harness
 from instanas.errors import InstaNASError
 from instanas.progress import progress_bar
 from instanas.space import (
     MODULE_NAMES,
     RESOLUTIONS,
+    edge_architectures,
     format_architecture,
     full_architecture,
     parse_architecture,
@@ -114,9 +117,16 @@ def sample(
     n: Annotated[int, typer.Option("-n", min=0, help="How many architectures.")] = 10,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: fresh entropy).")] = None,
     keep: Annotated[float, typer.Option("--keep", help="Probability of keeping each module, in (0, 1].")] = 0.5,
+    edges: Annotated[
+        bool, typer.Option("--edges", help="Instead: the edges of the space (smallest, full, one type, sparse, dense).")
+    ] = False,
 ) -> None:
-    """Print N valid random architectures, one string per line."""
+    """Print N valid random architectures, one string per line (`correlate --archs` reads this format)."""
     search_space(resolution)  # rejects an unsupported resolution
+    if edges:
+        for label, arch in edge_architectures(seed or 0):
+            typer.echo(f"{format_architecture(arch)}  # {label}")
+        return
     for arch in sample_architectures(n, keep=keep, seed=seed):
         typer.echo(format_architecture(arch))
 
@@ -129,9 +139,15 @@ def measure(
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timed runs.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights and input.")] = 0,
     cell_merge: CellMerge = "mean",
+    paired: Annotated[
+        bool,
+        typer.Option("--paired", help="Also as the LUT was measured: ratio to the reference × the LUT's anchor."),
+    ] = False,
+    lut: LutPath = None,
+    allow_foreign_lut: AllowForeign = False,
     as_json: AsJson = False,
 ) -> None:
-    """Build one child network and measure its real batch-1 CPU latency."""
+    """Build one child network and measure its real batch-1 CPU latency (raw median; --paired: like the LUT)."""
     import torch
 
     from instanas.metagraph import MetaGraph, check_merge
@@ -140,11 +156,26 @@ def measure(
     selection = parse_architecture(arch)
     search_space(resolution)
     check_merge(cell_merge)
+    table = _paired_table(resolution, lut, threads, cell_merge, allow_foreign_lut) if paired else None
+    threads = table.threads if table else threads or default_threads()
     torch.manual_seed(seed)
     child = MetaGraph(resolution, merge=cell_merge).child(selection).eval()
-    threads = threads or default_threads()
-    stats = measure_latency(child, torch.randn(1, 3, resolution, resolution), threads=threads, min_run_time=min_time)
-    result = {"arch": format_architecture(selection), "resolution": resolution, "threads": threads, **stats.as_dict()}
+    image = torch.randn(1, 3, resolution, resolution)
+    result = {"arch": format_architecture(selection), "resolution": resolution, "threads": threads}
+    if table is None:
+        stats = measure_latency(child, image, threads=threads, min_run_time=min_time)
+        result |= stats.as_dict()
+    else:
+        from profiler.reference import reference_timer
+
+        stats = reference_timer(threads).measure(child, image, min_run_time=min_time)
+        result |= stats.as_dict() | {
+            "paired_ms": stats.ratio * table.anchor_ms,
+            "paired_iqr_ms": stats.ratio_iqr * table.anchor_ms,
+            "anchor_ms": table.anchor_ms,
+            "lut": report_path(table.path),
+            f"estimate_{table.default_mode}_ms": table.estimate(selection, mode=table.default_mode),
+        }
     if as_json:
         _emit_json(result)
         return
@@ -152,6 +183,27 @@ def measure(
         f"{result['arch']} @ {resolution} px, {threads} threads: median {stats.median_ms:.3f} ms, "
         f"IQR {stats.iqr_ms:.3f} ms over {stats.runs} runs × {stats.calls_per_run} calls"
     )
+    if table is not None:
+        typer.echo(
+            f"paired: {result['paired_ms']:.3f} ms (IQR {result['paired_iqr_ms']:.3f} ms) = ratio {stats.ratio:.4f} to "
+            f"the reference × the LUT's anchor {table.anchor_ms:.3f} ms (reference now {stats.reference_ms:.3f} ms); "
+            f"LUT {table.default_mode} estimate {table.estimate(selection, mode=table.default_mode):.3f} ms"
+        )
+
+
+def _paired_table(
+    resolution: int, lut: Optional[Path], threads: Optional[int], merge: Optional[str], allow_foreign: bool
+):
+    """The LUT whose anchor converts paired measurements to milliseconds: same reference, cell merge and threads."""
+    from lut.store import default_store, resolve_table
+
+    table = resolve_table(
+        resolution, path=lut, store=default_store(), threads=threads, allow_foreign=allow_foreign, merge=merge
+    )
+    table.check_reference()
+    if threads is not None and threads != table.threads:
+        raise InstaNASError(f"{table.path} was profiled with {table.threads} threads, not {threads}")
+    return table
 
 
 def _parse_resolutions(values: list[str]) -> list[int]:
@@ -275,13 +327,13 @@ def _run_folder(out: Optional[Path], prefix: str, resume: bool) -> Path:
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _measure_children(table, out_dir: Path, label: str, **options) -> dict:
+def _measure_children(table, out_dir: Path, label: str, children, harness, *, mode: str, resume: bool) -> dict:
     """Run a correlation with a progress bar showing the running Pearson r; Ctrl-C keeps finished rows."""
     from instanas.correlate import CorrelationRun
 
-    run = CorrelationRun(table, out_dir, **options)  # checks settings before anything is shown
+    run = CorrelationRun(table, out_dir, children, harness, mode=mode, resume=resume)  # checks settings first
     with progress_bar() as progress:
-        bar = progress.add_task(label, total=options["n"], completed=len(run.measured), status="")
+        bar = progress.add_task(label, total=run.n, completed=len(run.measured), status="")
 
         def on_row(done: int, total: int, pearson: float) -> None:
             progress.update(bar, completed=done, status=f"r = {pearson:.4f}")
@@ -319,31 +371,61 @@ def _print_agreement(report: dict) -> None:
             f"{numbers['slope']:.3f}x {numbers['intercept']:+.2f}",
         )
     console.print(table)
+    if "children" in report:
+        chosen = Table(title="each architecture", title_justify="left")
+        for column in ("label", "estimate ms", "measured ms", "error"):
+            chosen.add_column(column, justify="left" if column == "label" else "right")
+        for child in report["children"]:
+            chosen.add_row(child["label"], f"{child['estimate_ms']:.3f}", f"{child['measured_ms']:.3f}",
+                           f"{child['error_pct']:+.1f} %")
+        console.print(chosen)
+    console.print(f"wall time per child: {report['wall_s_per_child']:.3f} s")
+
+
+_HARNESS = Harness()
+ChildMinTime = Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per child.")]
+Group = Annotated[
+    int, typer.Option("--group", min=1, help="Children timed per reference block (1: a reference block per child).")
+]
+WarmupCalls = Annotated[int, typer.Option("--warmup-calls", min=1, help="Untimed calls of each child first.")]
+MinRuns = Annotated[int, typer.Option("--min-runs", min=3, help="Timed blocks per child, at least.")]
 
 
 @app.command()
 def correlate(
     resolution: Resolution,
-    n: Annotated[int, typer.Option("-n", min=3, help="How many sampled architectures to measure.")] = 10_000,
+    n: Annotated[
+        Optional[int], typer.Option("-n", min=3, help="How many sampled architectures to measure [default: 10000].")
+    ] = None,
+    archs: Annotated[
+        Optional[Path],
+        typer.Option("--archs", help="Measure these architectures instead: one string per line, '# label' after it."),
+    ] = None,
     lut: LutPath = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sampled architectures.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/correlate-R-<time>).")] = None,
     threads: Threads = None,
-    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per child.")] = 0.1,
+    min_time: ChildMinTime = _HARNESS.min_run_time,
+    group: Group = _HARNESS.group,
+    warmup_calls: WarmupCalls = _HARNESS.warmup_calls,
+    min_runs: MinRuns = _HARNESS.min_runs,
     mode: Mode = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
     allow_foreign_lut: AllowForeign = False,
 ) -> None:
-    """Validate the LUT: estimate vs measured latency of N sampled children; writes results.csv, report.json, scatter.png."""
-    from lut.store import default_store, resolve_table
+    """Validate the LUT: estimate vs measured latency of N sampled children (or of --archs); writes results.csv,
+    report.json, scatter.png."""
+    from instanas.correlate import Children
 
     search_space(resolution)
-    table = resolve_table(resolution, path=lut, store=default_store(), threads=threads, allow_foreign=allow_foreign_lut)
-    if threads is not None and threads != table.threads:
-        raise InstaNASError(f"{table.path} was profiled with {table.threads} threads, not {threads}")
+    if archs is not None and n is not None:
+        raise InstaNASError("give -n (sampled children) or --archs (chosen ones), not both")
+    children = Children.from_file(archs) if archs is not None else Children.sampled(n or 10_000, seed)
+    table = _paired_table(resolution, lut, threads, None, allow_foreign_lut)
     out_dir = _run_folder(out, f"correlate-{resolution}", resume)
-    options = {"n": n, "seed": seed, "min_run_time": min_time, "mode": mode or table.default_mode, "resume": resume}
-    report = _measure_children(table, out_dir, f"correlate {resolution} px", **options)
+    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs)
+    report = _measure_children(table, out_dir, f"correlate {resolution} px", children, harness,
+                               mode=mode or table.default_mode, resume=resume)
     _print_agreement(report)
     typer.echo(f"results: {out_dir / 'results.csv'}\nreport: {out_dir / 'report.json'}\nplot: {out_dir / 'scatter.png'}")
 
@@ -359,7 +441,14 @@ def calibrate(
         Optional[Path], typer.Option("--store", help="LUT store to add the calibrated version to (default as profile).")
     ] = None,
     threads: Threads = None,
-    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per child.")] = 0.1,
+    min_time: ChildMinTime = _HARNESS.min_run_time,
+    group: Group = _HARNESS.group,
+    warmup_calls: WarmupCalls = _HARNESS.warmup_calls,
+    min_runs: MinRuns = _HARNESS.min_runs,
+    model: Annotated[
+        str,
+        typer.Option("--model", help="stages (a scale per feature-map size) or linear (one scale; the old fit)."),
+    ] = "stages",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
 ) -> None:
     """Fit the per-module and per-network costs isolated profiling misses; store them as a new LUT version.
@@ -367,22 +456,28 @@ def calibrate(
     The calibration children come from another random stream than `correlate`'s, so they stay apart from the
     validation set.
     """
-    from instanas.correlate import CALIBRATION_STREAM, calibration_from_results
+    from instanas.correlate import CALIBRATION_STREAM, Children, calibration_from_results
     from lut.store import default_store, resolve_table, save_calibrated
+    from lut.table import CALIBRATION_MODELS
 
     search_space(resolution)
+    if model not in CALIBRATION_MODELS:
+        raise InstaNASError(f"unknown calibration model {model!r} (choose {' or '.join(CALIBRATION_MODELS)})")
     store = store or default_store()
     table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False)
     out_dir = _run_folder(out, f"calibrate-{resolution}", resume)
-    options = {"n": n, "seed": seed + CALIBRATION_STREAM, "min_run_time": min_time, "mode": "plain", "resume": resume}
-    report = _measure_children(table, out_dir, f"calibrate {resolution} px", **options)
-    calibration = calibration_from_results(out_dir / "results.csv") | {"measurements": str(out_dir)}
+    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs)
+    report = _measure_children(table, out_dir, f"calibrate {resolution} px", Children.sampled(n, seed + CALIBRATION_STREAM),
+                               harness, mode="plain", resume=resume)
+    calibration = calibration_from_results(table, out_dir / "results.csv", model) | {
+        "measurements": report_path(out_dir), "harness": harness.settings()}
     calibrated = save_calibrated(table, calibration, store)
-    typer.echo(
-        f"{calibrated.path}: scale {calibration['scale']:.3f}, per module {calibration['per_module_ms']:.4f} ms, "
-        f"per network {calibration['per_network_ms']:.3f} ms (fitted on {calibration['children']} children; "
-        f"plain sum there: Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %)"
-    )
+    terms = calibration.get("terms", ["scale", "ms per module", "ms per network"])
+    values = calibration.get("coefficients") or [calibration[key] for key in ("scale", "per_module_ms", "per_network_ms")]
+    typer.echo(f"{calibrated.path}: {model} calibration fitted on {calibration['children']} children "
+               f"(plain sum there: Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %)")
+    for term, value in zip(terms, values):
+        typer.echo(f"  {term}: {value:.4f}")
 
 
 def _epochs(name: str, what: str | None = None):
@@ -660,11 +755,17 @@ def lut_diff(
     before: Annotated[Path, typer.Argument(help="The reference LUT file.")],
     after: Annotated[Path, typer.Argument(help="The LUT file to compare with it.")],
     top: Annotated[int, typer.Option("--top", min=1, help="How many entries to list.")] = 20,
+    architectures: Annotated[
+        int, typer.Option("--architectures", min=1, help="Random architectures whose estimates are compared.")
+    ] = 2000,
     as_json: AsJson = False,
 ) -> None:
-    """Per-entry relative change from one LUT to another, largest first (drift between days, machines, versions)."""
+    """Per-entry relative change from one LUT to another, largest first, and how far architectures' estimates move
+    (drift between days, machines, versions)."""
+    import numpy as np
+
     from lut.store import load_table
-    from lut.table import compare_tables
+    from lut.table import compare_tables, estimate_drift
 
     first, second = load_table(before), load_table(after)
     if first.resolution != second.resolution:
@@ -677,6 +778,8 @@ def lut_diff(
         "worst_entry": changes.iloc[0]["key"],
         "worst_change_pct": float(changes.iloc[0]["change_pct"]),
         "full_estimate_ms": [first.estimate(full_architecture()), second.estimate(full_architecture())],
+        **estimate_drift(first, second, sample_architectures(architectures, keep=np.random.default_rng(0).uniform(
+            0.05, 0.95, architectures), seed=0)),
     }
     if as_json:
         _emit_json({**summary, "changes": changes.head(top).to_dict(orient="records")})
@@ -691,6 +794,13 @@ def lut_diff(
         f"{summary['entries']} entries: median |change| {summary['median_abs_change_pct']:.1f} %, "
         f"worst {summary['worst_entry']} {summary['worst_change_pct']:+.1f} %; full meta-graph estimate "
         f"{summary['full_estimate_ms'][0]:.2f} → {summary['full_estimate_ms'][1]:.2f} ms"
+    )
+    console.print(
+        f"{summary['architectures']:,} random architectures: estimates moved {summary['estimate_change_pct_median']:+.2f} % "
+        f"(median; |change| median {summary['estimate_abs_change_pct_median']:.2f} %, p95 "
+        f"{summary['estimate_abs_change_pct_p95']:.2f} %) = anchor {summary['anchor_change_pct']:+.2f} % "
+        f"({summary['anchor_ms'][0]:.3f} → {summary['anchor_ms'][1]:.3f} ms) and ratios "
+        f"{summary['ratio_change_pct_median']:+.2f} % (median)"
     )
 
 

@@ -210,11 +210,11 @@ class Comparison:
                 continue
             network = self._train(WidthBaseline(self.trainer, resume=True, width=width)).network.eval()
             correct, _ = self._per_image(lambda images: (network(images), None))
-            parts_ms = sum(self._time(part, torch.randn(1, channels, size, size))
-                           for part, (channels, size) in network.parts())
-            if self.mode == "calibrated":  # the same correction the table applies to its own sums
-                fit = self.table.calibration
-                parts_ms = fit["scale"] * parts_ms + fit["per_module_ms"] * len(network.cells) + fit["per_network_ms"]
+            stem, *cells, head = (self._time(part, torch.randn(1, channels, size, size))
+                                  for part, (channels, size) in network.parts())
+            # its parts summed as the table sums its entries, with the table's calibration in calibrated mode
+            parts_ms = float(self.table.calibrated(stem + head, np.array([cells]), np.zeros(1), np.array([len(cells)]),
+                                                   mode=self.mode)[0])
             measured = self._time(network) if self.options.measure else np.nan
             rows.append(self._row("mobilenetv2", f"{width:g}×", correct, np.full(len(correct), parts_ms),
                                   np.full(len(correct), measured), frontier=True))

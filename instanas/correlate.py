@@ -10,6 +10,7 @@ so a killed run resumes without losing or repeating a measurement.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ import torch
 from scipy import stats
 
 from instanas.atomic import atomic_write, report_path
+from instanas.errors import ArchitectureError, InstaNASError
+from instanas.harness import Harness
 from instanas.plots import png_figure
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
@@ -32,7 +35,8 @@ from profiler.timing import PairedStats
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
 RESULT_COLUMNS = [
-    "index", "arch", "keep", "estimate_ms", "measured_ms", "raw_ms", "reference_ms", "ratio_iqr", "runs", "attempts",
+    "index", "arch", "label", "keep", "estimate_ms", "measured_ms", "raw_ms", "reference_ms", "ratio_iqr", "runs",
+    "attempts", "wall_s",
 ]
 
 
@@ -44,38 +48,82 @@ def correlation_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
+class Children:
+    """The architectures a run measures, with a label each and what identifies them in the run's settings."""
+
+    archs: np.ndarray
+    labels: list[str]
+    keep: np.ndarray  # the keep probability of a sampled child; NaN for a chosen one
+    settings: dict
+
+    @classmethod
+    def sampled(cls, n: int, seed: int) -> Children:
+        archs, keep = correlation_sample(n, seed)
+        return cls(archs, [""] * n, keep, {"n": n, "seed": seed})
+
+    @classmethod
+    def from_file(cls, path: Path) -> Children:
+        """One architecture string per line; ``# text`` after it labels it; blank and ``#`` lines are skipped."""
+        try:
+            lines = Path(path).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InstaNASError(f"{path}: cannot read architectures ({getattr(error, 'strerror', None) or error})")
+        archs, labels = [], []
+        for number, line in enumerate(lines, start=1):
+            text, _, comment = line.partition("#")
+            if not text.strip():
+                continue
+            try:
+                archs.append(parse_architecture(text))
+            except ArchitectureError as error:
+                raise InstaNASError(f"{path}:{number}: {error}") from None
+            labels.append(comment.strip() or f"line {number}")
+        if len(archs) < 3:
+            raise InstaNASError(f"{path}: {len(archs)} architectures; a correlation needs at least 3")
+        digest = hashlib.sha256("\n".join(map(format_architecture, archs)).encode()).hexdigest()[:16]
+        settings = {"n": len(archs), "archs": report_path(path), "archs_hash": digest}
+        return cls(np.stack(archs), labels, np.full(len(archs), np.nan), settings)
+
+
+@dataclass(frozen=True)
 class ChildTiming:
     index: int
     stats: PairedStats
     attempts: int
+    wall_s: float  # wall time spent on this child (its share of its group's)
 
 
 class ChildTimer:
-    """Builds children of one meta-graph and times each against the reference network."""
+    """Builds children of one meta-graph and times them, ``harness.group`` at a time, against the reference."""
 
-    def __init__(self, resolution: int, *, threads: int, min_run_time: float, remeasure_iqr: float, merge: str,
-                 seed: int = 0):
+    def __init__(self, resolution: int, harness: Harness, *, threads: int, merge: str, seed: int = 0):
         torch.manual_seed(seed)
         self.graph = MetaGraph(resolution, merge=merge).eval()
         self.input = torch.randn(1, 3, resolution, resolution)
         self.timer = reference_timer(threads)
-        self.min_run_time, self.remeasure_iqr = min_run_time, remeasure_iqr
+        self.harness = harness
 
-    def _measure(self, arch: np.ndarray) -> PairedStats:
-        return self.timer.measure(self.graph.child(arch), self.input, min_run_time=self.min_run_time)
-
-    def time(self, index: int, arch: np.ndarray) -> ChildTiming:
-        """Measure once; if the ratio's IQR exceeds ``remeasure_iqr`` of it, again, keeping the steadier result."""
-        first = self._measure(arch)
-        if first.ratio_iqr <= self.remeasure_iqr * first.ratio:
-            return ChildTiming(index, first, 1)
-        second = self._measure(arch)
-        steadier = min(first, second, key=lambda result: result.ratio_iqr / result.ratio)
-        return ChildTiming(index, steadier, 2)
+    def _measure(self, archs: list[np.ndarray]) -> list[PairedStats]:
+        harness = self.harness
+        options = {"min_run_time": harness.min_run_time, "min_runs": harness.min_runs,
+                   "warmup_calls": harness.warmup_calls}
+        children = [(self.graph.child(arch), self.input) for arch in archs]
+        if harness.group == 1:
+            return [self.timer.measure(child, x, **options) for child, x in children]
+        return self.timer.measure_group(children, **options)
 
     def run(self, archs: np.ndarray, indices: list[int]) -> Iterator[ChildTiming]:
-        for index in indices:
-            yield self.time(index, archs[index])
+        """Measure each group; children whose ratio spread is too large again, keeping the steadier result."""
+        for start in range(0, len(indices), self.harness.group):
+            group = indices[start : start + self.harness.group]
+            began = time.perf_counter()
+            first = self._measure([archs[index] for index in group])
+            unsteady = [k for k, stats in enumerate(first) if stats.ratio_iqr > self.harness.remeasure_iqr * stats.ratio]
+            again = dict(zip(unsteady, self._measure([archs[group[k]] for k in unsteady]))) if unsteady else {}
+            wall = (time.perf_counter() - began) / len(group)
+            for k, index in enumerate(group):
+                stats = min((first[k], again.get(k, first[k])), key=lambda result: result.ratio_iqr / result.ratio)
+                yield ChildTiming(index, stats, 2 if k in again else 1, wall)
 
 
 def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
@@ -99,11 +147,11 @@ def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
     }
 
 
-def calibration_from_results(results_csv) -> dict:
-    """Fit the LUT calibration on measured children (their plain estimates, module counts and latencies)."""
+def calibration_from_results(table, results_csv, model: str = "stages") -> dict:
+    """Fit ``table``'s calibration on measured children (``results.csv`` of a run)."""
     frame = pd.read_csv(results_csv)
-    modules = np.array([parse_architecture(text).sum() for text in frame["arch"]])
-    return fit_calibration(frame["estimate_ms"].to_numpy(), modules, frame["measured_ms"].to_numpy())
+    archs = np.stack([parse_architecture(text) for text in frame["arch"]])
+    return fit_calibration(table, archs, frame["measured_ms"].to_numpy(), model)
 
 
 def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
@@ -135,42 +183,26 @@ def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
 class CorrelationRun:
     """One validation run in ``out_dir``: opening it checks the settings (and, resumed, that they match)."""
 
-    def __init__(
-        self,
-        table,
-        out_dir,
-        *,
-        n: int,
-        seed: int,
-        min_run_time: float,
-        mode: str,
-        resume: bool,
-        remeasure_iqr: float = 0.2,
-    ):
+    def __init__(self, table, out_dir, children: Children, harness: Harness, *, mode: str, resume: bool):
         table.check_reference()
-        self.table, self.out_dir, self.n, self.mode = table, Path(out_dir), n, mode
+        self.table, self.out_dir, self.children, self.mode = table, Path(out_dir), children, mode
+        self.n = len(children.archs)
         self.settings = {
             "resolution": table.resolution,
-            "n": n,
-            "seed": seed,
+            **children.settings,
             "threads": table.threads,
-            "min_run_time": min_run_time,
-            "remeasure_iqr": remeasure_iqr,
+            **harness.settings(),
             "mode": mode,
             "lut": report_path(table.path),
             "lut_hash": table.content_hash,
         }
-        self.archs, self.keep = correlation_sample(n, seed)
-        self.estimates = table.estimate(self.archs, mode=mode)
+        self.estimates = table.estimate(children.archs, mode=mode)
         self.results = CsvJournal(
             self.out_dir / "results.csv", RESULT_COLUMNS, self.settings, self.out_dir / "run.json", resume
         )
         done = self.results.frame()
         self.measured = dict(zip(done["index"], done["measured_ms"]))
-        self.timer = ChildTimer(
-            table.resolution, threads=table.threads, min_run_time=min_run_time, remeasure_iqr=remeasure_iqr,
-            merge=table.cell_merge,
-        )
+        self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge)
         self.wall_s = 0.0
 
     def measure(self, on_row=None) -> None:
@@ -178,7 +210,7 @@ class CorrelationRun:
         started = time.perf_counter()
         try:
             remaining = [index for index in range(self.n) if index not in self.measured]
-            for timing in self.timer.run(self.archs, remaining):
+            for timing in self.timer.run(self.children.archs, remaining):
                 self._record(timing)
                 if on_row:
                     on_row(len(self.measured), self.n, self._running_pearson())
@@ -191,8 +223,9 @@ class CorrelationRun:
         self.results.append(
             {
                 "index": i,
-                "arch": format_architecture(self.archs[i]),
-                "keep": round(float(self.keep[i]), 4),
+                "arch": format_architecture(self.children.archs[i]),
+                "label": self.children.labels[i],
+                "keep": round(float(self.children.keep[i]), 4),
                 "estimate_ms": float(self.estimates[i]),
                 "measured_ms": timing.stats.ratio * self.table.anchor_ms,
                 "raw_ms": timing.stats.median_ms,
@@ -200,6 +233,7 @@ class CorrelationRun:
                 "ratio_iqr": timing.stats.ratio_iqr,
                 "runs": timing.stats.runs,
                 "attempts": timing.attempts,
+                "wall_s": round(timing.wall_s, 4),
             }
         )
         self.measured[i] = timing.stats.ratio * self.table.anchor_ms
@@ -215,7 +249,7 @@ class CorrelationRun:
         frame = pd.read_csv(self.out_dir / "results.csv").sort_values("index")
         table = self.table
         modes = ["plain", "calibrated"] if table.calibration else ["plain"]
-        archs = self.archs[frame["index"]]
+        archs = self.children.archs[frame["index"]]
         by_mode = {name: agreement(table.estimate(archs, mode=name), frame["measured_ms"]) for name in modes}
         report = {
             "resolution": table.resolution,
@@ -228,11 +262,19 @@ class CorrelationRun:
             "fingerprint": table.meta["fingerprint"],
             "settings": self.settings,
             "measure_wall_s_this_session": round(self.wall_s, 1),
+            "wall_s_per_child": float(frame["wall_s"].mean()),
         }
         report["reference_ms"] = {
             "lut_anchor": table.anchor_ms,
             "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
         }
+        if "archs" in self.settings:  # chosen architectures: each one's own figures
+            estimates = table.estimate(archs, mode=self.mode)
+            report["children"] = [
+                {"label": row.label, "arch": row.arch, "estimate_ms": float(estimate), "measured_ms": row.measured_ms,
+                 "error_pct": 100 * (float(estimate) / row.measured_ms - 1)}
+                for row, estimate in zip(frame.itertuples(), estimates)
+            ]
         atomic_write(self.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
         scatter_plot(frame, report, self.out_dir / "scatter.png")
         return report

@@ -196,6 +196,23 @@ def mobilenetv2_architecture() -> np.ndarray:
     return arch
 
 
+def edge_architectures(seed: int = 0, samples: int = 3) -> list[tuple[str, np.ndarray]]:
+    """Named architectures at the edges of the space, where a calibration fitted on sampled children may not reach.
+
+    The smallest network, the full meta-graph, each module type alone in every cell, and ``samples`` very sparse
+    (keep 0.05) and very dense (keep 0.95) children.
+    """
+    edges = [("smallest", smallest_architecture()), ("full", full_architecture())]
+    for index, name in enumerate(MODULE_NAMES):
+        arch = np.zeros(ARCH_SHAPE, dtype=bool)
+        arch[:, index] = True
+        edges.append((f"{name} in every cell", arch))
+    for keep, label in ((0.05, "sparse"), (0.95, "dense")):
+        for number, arch in enumerate(sample_architectures(samples, keep=keep, seed=1000 * seed + int(keep * 100))):
+            edges.append((f"{label} {number + 1} (keep {keep})", arch))
+    return edges
+
+
 def sample_architectures(n: int, keep: float | np.ndarray = 0.5, seed: int | None = None) -> np.ndarray:
     """``n`` valid architectures ``(n, 17, 5)``: each module kept with probability ``keep``.
 

@@ -27,6 +27,7 @@ from instanas.space import (
     NUM_MODULES,
     REQUIRED_CELLS,
     entry_keys,
+    search_space,
 )
 
 SCHEMA_VERSION = 1
@@ -170,7 +171,7 @@ class LatencyTable:
         """Estimated latency in ms of one ``(17, 5)`` architecture or a batch ``(N, 17, 5)``, in one numpy pass.
 
         ``plain`` is the paper's sum of entries; ``calibrated`` corrects it with the table's fitted calibration
-        (``scale · plain + per_module_ms · modules executed + per_network_ms``).
+        (:func:`fit_calibration`).
         """
         if mode not in MODES:
             raise LUTError(f"unknown estimate mode {mode!r} (choose {' or '.join(MODES)})")
@@ -179,20 +180,33 @@ class LatencyTable:
         archs = np.asarray(archs, dtype=bool)
         single = archs.ndim == 2
         batch = archs[None] if single else archs
-        if batch.shape[1:] != ARCH_SHAPE:
-            raise ArchitectureError(f"architectures must have shape (N, 17, 5), got {archs.shape}")
-        counts = batch.sum(axis=2)
-        invalid = REQUIRED_CELLS & (counts == 0)
-        if invalid.any():
-            index, cell = np.argwhere(invalid)[0]
-            raise ArchitectureError(f"architecture {index}: cell {cell} needs at least one module")
-        modules = batch.reshape(len(batch), -1) @ self.module_ms.reshape(-1)
-        merges = self.merge_ms[np.arange(NUM_CELLS), counts].sum(axis=1)
-        total = self.fixed_ms + modules + merges
-        if mode == "calibrated":
-            fit = self.calibration
-            total = fit["scale"] * total + fit["per_module_ms"] * counts.sum(axis=1) + fit["per_network_ms"]
+        if mode == "plain":  # one matrix product: the hot path of training and of `correlate`
+            counts = _module_counts(batch)
+            total = self.fixed_ms + batch.reshape(len(batch), -1) @ self.module_ms.reshape(-1) + self._merges_ms(counts)
+        else:
+            total = self.calibrated(*self.parts(batch))
         return float(total[0]) if single else total
+
+    def parts(self, archs: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        """What a batch of architectures executes, from the entries: stem + head (ms), each cell's modules (ms,
+        ``(N, 17)``), the merges (ms, ``(N,)``) and the number of modules executed (``(N,)``)."""
+        counts = _module_counts(archs)
+        cells_ms = (archs * self.module_ms).sum(axis=2)
+        return self.fixed_ms, cells_ms, self._merges_ms(counts), counts.sum(axis=1)
+
+    def _merges_ms(self, counts: np.ndarray) -> np.ndarray:
+        return self.merge_ms[np.arange(NUM_CELLS), counts].sum(axis=1)
+
+    def calibrated(self, fixed_ms, cells_ms: np.ndarray, merges_ms: np.ndarray, modules: np.ndarray,
+                   mode: str = "calibrated") -> np.ndarray:
+        """The estimate from a network's parts (:meth:`parts`; a network outside the space times its own)."""
+        plain = fixed_ms + cells_ms.sum(axis=1) + merges_ms
+        if mode == "plain":
+            return plain
+        fit = self.calibration
+        if fit.get("model", "linear") == "linear":
+            return fit["scale"] * plain + fit["per_module_ms"] * modules + fit["per_network_ms"]
+        return fixed_ms + calibration_terms(self.resolution, cells_ms, merges_ms, modules) @ fit["coefficients"]
 
     # -- serialisation ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -227,20 +241,62 @@ class LatencyTable:
         return cls(meta, entries, path)
 
 
-def fit_calibration(plain_ms: np.ndarray, modules_executed: np.ndarray, measured_ms: np.ndarray) -> dict:
-    """Least-squares ``measured ≈ scale · plain + per_module_ms · modules + per_network_ms``.
+def _module_counts(archs: np.ndarray) -> np.ndarray:
+    """Modules selected per cell, ``(N, 17)``, of a batch of valid architectures (else one error naming the first)."""
+    if archs.shape[1:] != ARCH_SHAPE:
+        raise ArchitectureError(f"architectures must have shape (N, 17, 5), got {archs.shape}")
+    counts = archs.sum(axis=2)
+    invalid = REQUIRED_CELLS & (counts == 0)
+    if invalid.any():
+        index, cell = np.argwhere(invalid)[0]
+        raise ArchitectureError(f"architecture {index}: cell {cell} needs at least one module")
+    return counts
 
-    What isolated module timing misses: per-module cost inside a network (call overhead, weights and activations not
-    in cache) and a fixed per-network cost; ``scale`` absorbs a uniform speed difference.
+
+CALIBRATION_MODELS = ("stages", "linear")
+
+
+def calibration_terms(resolution: int, cells_ms: np.ndarray, merges_ms: np.ndarray, modules: np.ndarray) -> np.ndarray:
+    """The ``stages`` model's terms: the modules' entries summed per feature-map size, the merges, the number of
+    modules executed, and 1; see :func:`fit_calibration`."""
+    cell_sizes = np.array([cell.input_hw for cell in search_space(resolution).cells])
+    per_size = [cells_ms[:, cell_sizes == size].sum(axis=1) for size in _feature_map_sizes(resolution)]
+    return np.column_stack([*per_size, merges_ms, modules, np.ones(len(modules))])
+
+
+def calibration_term_names(resolution: int) -> list[str]:
+    sizes = _feature_map_sizes(resolution)
+    return [*(f"scale of modules at {size}x{size}" for size in sizes), "scale of merges", "ms per module",
+            "ms per network"]
+
+
+def _feature_map_sizes(resolution: int) -> list[int]:
+    """The cells' input feature-map sizes at ``resolution``, largest first."""
+    return sorted({cell.input_hw for cell in search_space(resolution).cells}, reverse=True)
+
+
+def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndarray, model: str = "stages") -> dict:
+    """Least-squares correction of what isolated entry timing misses, fitted on measured children.
+
+    ``stages`` (default): ``stem + head + Σ_size a_size · modules at that size + b · merges + c · modules + d``.
+    Inside a network a module's cost differs from its isolated timing by a factor that depends on its feature-map
+    size (caches, call overhead relative to work), plus a cost per module executed and per network.
+    ``linear``: ``scale · plain + per_module_ms · modules + per_network_ms`` (one global scale).
     """
-    design = np.column_stack([plain_ms, modules_executed, np.ones(len(plain_ms))])
-    (scale, per_module, per_network), *_ = np.linalg.lstsq(design, measured_ms, rcond=None)
-    return {
-        "scale": float(scale),
-        "per_module_ms": float(per_module),
-        "per_network_ms": float(per_network),
-        "children": int(len(measured_ms)),
-    }
+    if model not in CALIBRATION_MODELS:
+        raise LUTError(f"unknown calibration model {model!r} (choose {' or '.join(CALIBRATION_MODELS)})")
+    fixed_ms, cells_ms, merges_ms, modules = table.parts(np.asarray(archs, dtype=bool))
+    measured_ms = np.asarray(measured_ms, dtype=float)
+    if model == "linear":
+        plain = fixed_ms + cells_ms.sum(axis=1) + merges_ms
+        design = np.column_stack([plain, modules, np.ones(len(plain))])
+        (scale, per_module, per_network), *_ = np.linalg.lstsq(design, measured_ms, rcond=None)
+        return {"model": model, "scale": float(scale), "per_module_ms": float(per_module),
+                "per_network_ms": float(per_network), "children": int(len(measured_ms))}
+    design = calibration_terms(table.resolution, cells_ms, merges_ms, modules)
+    coefficients, *_ = np.linalg.lstsq(design, measured_ms - fixed_ms, rcond=None)
+    return {"model": model, "terms": calibration_term_names(table.resolution),
+            "coefficients": [float(value) for value in coefficients], "children": int(len(measured_ms))}
 
 
 def compare_tables(before: LatencyTable, after: LatencyTable) -> pd.DataFrame:
@@ -251,3 +307,23 @@ def compare_tables(before: LatencyTable, after: LatencyTable) -> pd.DataFrame:
     joined["change_pct"] = 100 * (joined["median_ms_after"] / joined["median_ms_before"] - 1)
     order = joined["change_pct"].abs().sort_values(ascending=False).index
     return joined.loc[order].reset_index()
+
+
+def estimate_drift(before: LatencyTable, after: LatencyTable, archs: np.ndarray) -> dict:
+    """How far the plain estimates of ``archs`` moved from ``before`` to ``after``, split into the anchor's change
+    (the machine's speed while profiling: it scales every entry alike) and the change of the ratios to the reference
+    (what the entries measure relative to one another and to the reference)."""
+    first, second = before.estimate(archs), after.estimate(archs)
+    anchor = after.anchor_ms / before.anchor_ms
+    total = 100 * (second / first - 1)
+    ratios = 100 * (second / first / anchor - 1)
+    return {
+        "architectures": int(len(archs)),
+        "estimate_change_pct_median": float(np.median(total)),
+        "estimate_abs_change_pct_median": float(np.median(np.abs(total))),
+        "estimate_abs_change_pct_p95": float(np.percentile(np.abs(total), 95)),
+        "anchor_ms": [before.anchor_ms, after.anchor_ms],
+        "anchor_change_pct": float(100 * (anchor - 1)),
+        "ratio_change_pct_median": float(np.median(ratios)),
+        "ratio_abs_change_pct_median": float(np.median(np.abs(ratios))),
+    }

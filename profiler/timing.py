@@ -1,7 +1,8 @@
 """How latency is measured: batch-1 CPU inference timed with ``torch.utils.benchmark``.
 
 Every figure the suite reports comes from :func:`measure_latency` (raw latency) or :class:`PairedTimer` (latency
-relative to a reference network timed in alternating blocks, which cancels the machine's changing speed). Both use
+relative to a reference network timed in alternating blocks, which cancels the machine's changing speed; one
+reference block per module block, or, with :meth:`PairedTimer.measure_group`, one per round of several modules). Both use
 the same blocks: eval mode, ``torch.inference_mode()``, a fixed thread count, warm-up before timing (oneDNN picks
 its kernels on the first calls), and the median with its IQR over timed blocks.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -56,17 +58,18 @@ def torch_threads(threads: int):
 class _Blocks:
     """Times blocks of calls of one module: warm-up, then blocks sized to about ``block_time`` seconds each.
 
-    Blocks are taken with the Timer's own block loop (``_timeit``) because the public ``timeit`` precedes every block
-    with max(n/100, 2) warm-up calls, tripling the wall time of one-call blocks; where a future torch lacks it, the
-    public call is used.
+    Warm-up is ``warmup_calls`` calls (three by default). Blocks are taken with the Timer's own block loop
+    (``_timeit``) because the public ``timeit`` precedes every block with max(n/100, 2) warm-up calls, tripling the
+    wall time of one-call blocks; where a future torch lacks it, the public call is used.
     """
 
-    def __init__(self, module: nn.Module, example_input, threads: int, block_time: float):
+    def __init__(self, module: nn.Module, example_input, threads: int, block_time: float, warmup_calls: int = 3):
         module.eval()
         timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": example_input}, num_threads=threads)
-        warmup = timer.timeit(1)  # two warm-up calls and one timed: kernels are picked, caches filled
-        self.calls = max(1, round(block_time / warmup.median))
         self._seconds = getattr(timer, "_timeit", None) or (lambda number: timer.timeit(number).raw_times[0])
+        for _ in range(max(1, warmup_calls)):  # kernels are picked, caches filled; the last call sizes the blocks
+            last = self._seconds(1)
+        self.calls = max(1, round(block_time / last))
 
     def per_call(self) -> tuple[float, float]:
         """Seconds per call in one block, and the block's wall time."""
@@ -83,11 +86,17 @@ def _collect(take, *, min_run_time: float, max_run_time: float, iqr_threshold: f
         value, seconds = take()
         values.append(value)
         spent += seconds
-        if len(values) < min_runs or spent < min_run_time:
-            continue
-        low, median, high = np.percentile(values, [25, 50, 75])
-        if (high - low) / median < iqr_threshold or spent >= max_run_time:
+        if _should_stop(values, spent, min_run_time, max_run_time, iqr_threshold, min_runs):
             return np.array(values)
+
+
+def _should_stop(values: list[float], spent: float, min_run_time: float, max_run_time: float, iqr_threshold: float,
+                 min_runs: int) -> bool:
+    """Enough samples and time, and either a tight spread (IQR/median) or the time budget spent."""
+    if len(values) < min_runs or spent < min_run_time:
+        return False
+    low, median, high = np.percentile(values, [25, 50, 75])
+    return (high - low) / median < iqr_threshold or spent >= max_run_time
 
 
 def _quartiles_ms(values: np.ndarray) -> tuple[float, float]:
@@ -170,18 +179,15 @@ class PairedTimer:
         iqr_threshold: float = 0.1,
         block_time: float = 0.02,
         min_runs: int = 7,
+        warmup_calls: int = 3,
     ) -> PairedStats:
         """Time ``module(example_input)`` against the reference; the stop rule is :func:`measure_latency`'s."""
         block_time = min(block_time, min_run_time / (2 * min_runs))
         module_times: list[float] = []
         reference_times: list[float] = []
         with torch_threads(self.threads), torch.inference_mode():
-            blocks = _Blocks(module, example_input, self.threads, block_time)
-            if block_time not in self._reference_blocks:
-                self._reference_blocks[block_time] = _Blocks(
-                    self.reference, self.reference_input, self.threads, block_time
-                )
-            reference_blocks = self._reference_blocks[block_time]
+            blocks = _Blocks(module, example_input, self.threads, block_time, warmup_calls)
+            reference_blocks = self.reference_blocks(block_time)
 
             def take() -> tuple[float, float]:
                 module_time, module_wall = blocks.per_call()
@@ -197,14 +203,93 @@ class PairedTimer:
                 iqr_threshold=iqr_threshold,
                 min_runs=min_runs,
             )
-        median_ms, iqr_ms = _quartiles_ms(np.array(module_times))
-        low, ratio, high = np.percentile(ratios, [25, 50, 75])
-        return PairedStats(
-            median_ms=median_ms,
-            iqr_ms=iqr_ms,
-            ratio=float(ratio),
-            ratio_iqr=float(high - low),
-            reference_ms=float(np.median(reference_times)) * 1e3,
-            runs=len(ratios),
-            calls_per_run=blocks.calls,
-        )
+        return _paired_stats(module_times, ratios, float(np.median(reference_times)) * 1e3, blocks.calls)
+
+    def measure_group(
+        self,
+        modules: list[tuple[nn.Module, object]],
+        *,
+        min_run_time: float = 0.05,
+        max_run_time: float | None = None,
+        iqr_threshold: float = 0.1,
+        block_time: float = 0.02,
+        min_runs: int = 5,
+        warmup_calls: int = 1,
+    ) -> list[PairedStats]:
+        """Time several modules against one reference block per round: ref, m1, m2, …, ref, m1, m2, …
+
+        A module's block is divided by the reference interpolated (linearly in wall time) between the reference blocks
+        that enclose the round, so one reference block serves the whole group where :meth:`PairedTimer.measure` spends
+        one on every module block. Each module keeps :func:`measure_latency`'s stop rule on its own ratios; its budget
+        counts its own blocks and its share of the reference's. ``warmup_calls`` warm-up calls per module (the last one
+        sizes its blocks): in a meta-graph's children the modules' kernels were picked when the first child ran them.
+        """
+        block_time = min(block_time, min_run_time / min_runs)
+        max_run_time = max_run_time or 5 * min_run_time
+        clock = time.perf_counter
+        with torch_threads(self.threads), torch.inference_mode():
+            members = [_GroupMember(_Blocks(m, x, self.threads, block_time, warmup_calls)) for m, x in modules]
+            reference = self.reference_blocks(block_time)
+            reference_times: list[float] = []
+
+            def reference_block() -> tuple[float, float, float]:
+                start = clock()
+                per_call, wall = reference.per_call()
+                reference_times.append(per_call)
+                return (start + clock()) / 2, per_call, wall
+
+            before = reference_block()
+            while not all(member.done for member in members):
+                active = [member for member in members if not member.done]
+                placed = []
+                for member in active:
+                    start = clock()
+                    per_call, wall = member.blocks.per_call()
+                    placed.append(((start + clock()) / 2, per_call, wall))
+                after = reference_block()
+                share = after[2] / len(active)
+                for member, (at, per_call, wall) in zip(active, placed):
+                    member.times.append(per_call)
+                    member.ratios.append(per_call / _interpolated(at, before[:2], after[:2]))
+                    member.spent += wall + share
+                    member.done = _should_stop(member.ratios, member.spent, min_run_time, max_run_time, iqr_threshold,
+                                               min_runs)
+                before = after
+        reference_ms = float(np.median(reference_times)) * 1e3
+        return [_paired_stats(member.times, member.ratios, reference_ms, member.blocks.calls) for member in members]
+
+    def reference_blocks(self, block_time: float) -> _Blocks:
+        """The reference's blocks of about ``block_time`` s, built and warmed once (call under ``torch_threads``)."""
+        if block_time not in self._reference_blocks:
+            self._reference_blocks[block_time] = _Blocks(self.reference, self.reference_input, self.threads, block_time)
+        return self._reference_blocks[block_time]
+
+
+def _paired_stats(module_times, ratios, reference_ms: float, calls: int) -> PairedStats:
+    median_ms, iqr_ms = _quartiles_ms(np.array(module_times))
+    low, ratio, high = np.percentile(ratios, [25, 50, 75])
+    return PairedStats(
+        median_ms=median_ms,
+        iqr_ms=iqr_ms,
+        ratio=float(ratio),
+        ratio_iqr=float(high - low),
+        reference_ms=reference_ms,
+        runs=len(ratios),
+        calls_per_run=calls,
+    )
+
+class _GroupMember:
+    """One module of a timed group: its blocks, and its per-call times with the reference interpolated beside them."""
+
+    def __init__(self, blocks: _Blocks):
+        self.blocks = blocks
+        self.times: list[float] = []
+        self.ratios: list[float] = []
+        self.spent = 0.0
+        self.done = False
+
+
+def _interpolated(at: float, before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The reference's per-call time at wall-clock ``at``, linear between the blocks (time, value) around it."""
+    (t0, v0), (t1, v1) = before, after
+    return v0 + (v1 - v0) * (at - t0) / (t1 - t0) if t1 > t0 else (v0 + v1) / 2

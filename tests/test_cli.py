@@ -70,3 +70,26 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, message):
 def test_every_command_has_help(cli, command):
     result = cli(command, "--help")
     assert result.returncode == 0 and "--resolution" in result.stdout
+
+
+def test_measure_paired_converts_the_ratio_with_the_luts_anchor(profiled, cli):
+    from lut.store import load_table
+
+    table = load_table(profiled)
+    result = cli("measure", "-r", "32", "--arch", SMALLEST, "--min-time", "0.05", "--paired", "--lut", str(profiled),
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["threads"] == table.threads and payload["anchor_ms"] == table.anchor_ms
+    assert payload["paired_ms"] == pytest.approx(payload["ratio"] * table.anchor_ms)
+    assert payload["estimate_plain_ms"] == pytest.approx(table.estimate(parse_architecture(SMALLEST)))
+    assert payload["median_ms"] > 0 and payload["reference_ms"] > 0 and payload["runs"] >= 7
+    text = cli("measure", "-r", "32", "--arch", SMALLEST, "--min-time", "0.05", "--paired", "--lut", str(profiled))
+    assert text.returncode == 0 and "paired:" in text.stdout and "median" in text.stdout
+    raw = cli("measure", "-r", "32", "--arch", SMALLEST, "--threads", "1", "--min-time", "0.05")
+    assert raw.returncode == 0 and "paired" not in raw.stdout
+
+
+def test_measure_paired_refuses_a_lut_of_other_cells(profiled, cli):
+    result = cli("measure", "-r", "32", "--arch", SMALLEST, "--paired", "--lut", str(profiled), "--cell-merge", "sum")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--cell-merge sum" in result.stderr

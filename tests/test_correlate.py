@@ -12,14 +12,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from instanas.correlate import agreement, correlation_sample
-from instanas.space import format_architecture, parse_architecture
+from instanas.correlate import ChildTimer, agreement, correlation_sample
+from instanas.harness import Harness
+from instanas.space import (
+    format_architecture,
+    full_architecture,
+    mobilenetv2_architecture,
+    parse_architecture,
+    smallest_architecture,
+)
 from lut.store import load_table
-from lut.table import fit_calibration
+from lut.table import calibration_terms, fit_calibration
 
 REPORT_KEYS = {"n", "pearson", "spearman", "kendall", "rmse_ms", "mape_pct", "within_5pct", "within_10pct", "slope",
                "intercept", "lut", "fingerprint"}
 QUICK = ("--resolution", "32", "--min-time", "0.01")
+SMALLEST = "-".join(["00001", "00001", "00000", "00001", "00000", "00000", "00001", "00000", "00000", "00000", "00001",
+                     "00000", "00000", "00001", "00000", "00000", "00001"])
 
 
 def test_small_correlate_end_to_end(profiled, tmp_path, cli):
@@ -55,7 +64,7 @@ def test_killed_correlate_resumes_to_exactly_n_rows(profiled, tmp_path):
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    kept = pd.read_csv(results).dropna()
+    kept = pd.read_csv(results).dropna(subset=["wall_s"])  # a row cut off mid-write lacks its last field
     assert 5 <= len(kept) < 20, "killed mid-way"
     assert not (out / "report.json").exists()
 
@@ -133,10 +142,13 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     estimate = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(calibrated.path), "--json")
     payload = json.loads(estimate.stdout)
     fit = calibrated.calibration
+    assert fit["model"] == "stages" and fit["harness"]["group"] == 4 and len(fit["coefficients"]) == len(fit["terms"])
     plain = calibrated.estimate(parse_architecture(arch))
-    modules = parse_architecture(arch).sum()
-    expected = fit["scale"] * plain + fit["per_module_ms"] * modules + fit["per_network_ms"]
+    fixed_ms, cells_ms, merges_ms, modules = calibrated.parts(parse_architecture(arch)[None])
+    terms = calibration_terms(32, cells_ms, merges_ms, modules)[0]
+    expected = fixed_ms + terms @ fit["coefficients"]
     assert payload["mode"] == "calibrated" and payload["estimate_ms"] == pytest.approx(expected)
+    assert terms[:4].sum() + merges_ms[0] + fixed_ms == pytest.approx(plain), "the terms split the plain sum"
     plain_run = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(calibrated.path), "--mode", "plain", "--json")
     assert json.loads(plain_run.stdout)["estimate_ms"] == pytest.approx(plain)
 
@@ -147,15 +159,34 @@ def test_calibrated_mode_needs_a_calibration(profiled, cli):
     assert result.returncode == 2 and "has no calibration" in result.stderr
 
 
-def test_fit_calibration_recovers_known_costs():
+@pytest.mark.parametrize("model", ["stages", "linear"])
+def test_fit_calibration_recovers_known_costs(profiled, model):
+    """Latencies made from a table's own parts with known costs: the fit finds those costs again."""
+    table = load_table(profiled)
+    archs, _ = correlation_sample(300, seed=3)
+    fixed_ms, cells_ms, merges_ms, modules = table.parts(archs)
     rng = np.random.default_rng(0)
-    plain = rng.uniform(5, 50, 200)
-    modules = rng.integers(7, 86, 200)
-    measured = 1.1 * plain + 0.06 * modules + 0.4 + rng.normal(0, 0.01, 200)
-    fit = fit_calibration(plain, modules, measured)
-    assert fit["scale"] == pytest.approx(1.1, abs=0.01)
-    assert fit["per_module_ms"] == pytest.approx(0.06, abs=0.002)
-    assert fit["per_network_ms"] == pytest.approx(0.4, abs=0.05)
+    noise = rng.normal(0, 0.01, len(archs))
+    if model == "linear":
+        measured = 1.1 * table.estimate(archs) + 0.06 * modules + 0.4 + noise
+        fit = fit_calibration(table, archs, measured, model)
+        assert fit["scale"] == pytest.approx(1.1, abs=0.01)
+        assert fit["per_module_ms"] == pytest.approx(0.06, abs=0.002)
+        assert fit["per_network_ms"] == pytest.approx(0.4, abs=0.05)
+        return
+    sizes = [1.3, 1.1, 0.9, 1.0]  # per feature-map size, largest first (32, 16, 8, 4 px at 32 px input)
+    stage_terms = calibration_terms(32, cells_ms, merges_ms, modules)[:, :4]
+    measured = fixed_ms + stage_terms @ sizes + 1.2 * merges_ms + 0.05 * modules + 0.3 + noise
+    fit = fit_calibration(table, archs, measured, model)
+    np.testing.assert_allclose(fit["coefficients"], [*sizes, 1.2, 0.05, 0.3], atol=0.05)
+    assert fit["terms"][0] == "scale of modules at 32x32" and fit["children"] == 300
+    table.meta["calibration"] = fit
+    np.testing.assert_allclose(table.estimate(archs, mode="calibrated"), measured, atol=0.05)
+
+
+def test_unknown_calibration_model_is_refused(profiled, cli):
+    result = cli("calibrate", *QUICK, "-n", "10", "--lut", str(profiled), "--model", "cubic")
+    assert result.returncode == 2 and "unknown calibration model 'cubic'" in result.stderr
 
 
 def test_agreement_statistics():
@@ -201,3 +232,62 @@ def test_ctrl_c_keeps_rows_and_reports_them(profiled, tmp_path):
     rows = pd.read_csv(results)
     report = json.loads((out / "report.json").read_text())
     assert 5 <= report["n"] == len(rows) < 60
+
+
+def test_correlate_chosen_architectures_reports_each(profiled, tmp_path, cli):
+    edges = cli("sample", "-r", "32", "--edges")
+    assert edges.returncode == 0, edges.stderr
+    chosen = tmp_path / "chosen.txt"
+    chosen.write_text("# edges of the space\n\n" + "\n".join(edges.stdout.splitlines()[:3]) + "\n" + SMALLEST + "\n")
+    out = tmp_path / "run"
+    result = cli("correlate", *QUICK, "--archs", str(chosen), "--lut", str(profiled), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["n"] == 4 and report["settings"]["archs"].endswith("chosen.txt")
+    assert [child["label"] for child in report["children"]] == ["smallest", "full", "mb3e6 in every cell", "line 6"]
+    full = report["children"][1]
+    assert full["arch"] == "-".join(["11111"] * 17) and full["measured_ms"] > report["children"][0]["measured_ms"]
+    assert full["error_pct"] == pytest.approx(100 * (full["estimate_ms"] / full["measured_ms"] - 1))
+    assert report["wall_s_per_child"] > 0 and "each architecture" in result.stdout and "line 6" in result.stdout
+    results = pd.read_csv(out / "results.csv")
+    assert results["keep"].isna().all() and (results["wall_s"] > 0).all()
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        ([SMALLEST, SMALLEST, "0101"], "chosen.txt:3: architecture '0101' has 1 cell tokens"),
+        ([SMALLEST, SMALLEST.replace("00001", "00000", 1), SMALLEST], "chosen.txt:2: cell 0 needs at least one"),
+        ([SMALLEST, "# only two"], "chosen.txt: 1 architectures; a correlation needs at least 3"),
+    ],
+)
+def test_bad_architecture_file_names_the_line(profiled, tmp_path, cli, lines, message):
+    chosen = tmp_path / "chosen.txt"
+    chosen.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    result = cli("correlate", *QUICK, "--archs", str(chosen), "--lut", str(profiled), "--out", str(out))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_archs_and_n_together_are_refused(profiled, tmp_path, cli):
+    missing = cli("correlate", *QUICK, "--archs", str(tmp_path / "none.txt"), "--lut", str(profiled))
+    assert missing.returncode == 2 and "none.txt: cannot read architectures" in missing.stderr
+    both = cli("correlate", *QUICK, "-n", "5", "--archs", str(tmp_path / "none.txt"), "--lut", str(profiled))
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
+    """Ratios of children timed four to a reference block match those timed with a reference block beside each."""
+    archs = np.stack([smallest_architecture(), mobilenetv2_architecture(), correlation_sample(1, 11)[0][0],
+                      full_architecture()])
+    indices = list(range(len(archs)))
+
+    def ratios(harness):
+        return [timing.stats for timing in ChildTimer(32, harness, threads=1, merge="mean").run(archs, indices)]
+
+    paired = ratios(Harness(min_run_time=0.3, group=1, warmup_calls=3, min_runs=7))
+    grouped = ratios(Harness(min_run_time=0.3))
+    for old, new in zip(paired, grouped):
+        assert abs(new.ratio - old.ratio) <= old.ratio_iqr + new.ratio_iqr + 0.03 * old.ratio, (old, new)
+    assert grouped[0].ratio < grouped[1].ratio < grouped[3].ratio, "smallest < MobileNetV2-like < full"

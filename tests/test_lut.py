@@ -272,3 +272,22 @@ def test_a_table_prices_only_networks_whose_cells_merge_like_the_profiled_ones(p
                   "--out", str(tmp_path / "run"))
     assert refused.returncode == 2 and "profile with --cell-merge sum" in refused.stderr
     assert refused.stderr.count("\n") == 1
+
+
+def test_diff_splits_the_estimates_move_into_anchor_and_ratios(profiled, tmp_path, cli):
+    """A profile on a machine 10 % slower scales every entry and the anchor alike: estimates move, ratios do not."""
+
+    def slower_machine(payload):
+        payload["reference"]["anchor_ms"] *= 1.1
+        for entry in payload["entries"]:
+            entry["median_ms"] *= 1.1
+
+    slower = rewrite(profiled, tmp_path / "slower.json", slower_machine)
+    result = cli("lut", "diff", str(profiled), str(slower), "--json", "--architectures", "500")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["architectures"] == 500
+    assert payload["estimate_change_pct_median"] == pytest.approx(10)
+    assert payload["anchor_change_pct"] == pytest.approx(10) and payload["ratio_abs_change_pct_median"] == pytest.approx(0, abs=1e-9)
+    text = cli("lut", "diff", str(profiled), str(slower), "--architectures", "500")
+    assert text.returncode == 0 and "500 random architectures: estimates moved +10.00 %" in text.stdout

@@ -9,9 +9,11 @@ import torch
 from instanas.errors import ArchitectureError, ResolutionError
 from instanas.space import (
     DEFAULT_MODULE,
+    NUM_MODULES,
     MODULE_NAMES,
     NUM_CELLS,
     REQUIRED_CELLS,
+    edge_architectures,
     format_architecture,
     full_architecture,
     mobilenetv2_architecture,
@@ -165,3 +167,16 @@ def test_per_sample_keep_spans_cheap_to_rich():
 def test_sampling_rejects_bad_keep(keep):
     with pytest.raises(ArchitectureError, match="keep"):
         sample_architectures(2, keep=keep)
+
+
+def test_edge_architectures_span_the_space():
+    edges = dict(edge_architectures())
+    assert edges["smallest"].sum() == smallest_architecture().sum() and edges["full"].all()
+    singles = [arch for label, arch in edges.items() if label.endswith("in every cell")]
+    assert len(singles) == NUM_MODULES and all((arch.sum(axis=1) == 1).all() for arch in singles)
+    sparse = [arch.sum() for label, arch in edges.items() if label.startswith("sparse")]
+    dense = [arch.sum() for label, arch in edges.items() if label.startswith("dense")]
+    assert len(sparse) == len(dense) == 3 and max(sparse) < 20 and min(dense) > 75
+    for arch in edges.values():
+        validate_architecture(arch)
+    assert len({arch.tobytes() for arch in edges.values()}) == len(edges), "no edge twice"

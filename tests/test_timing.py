@@ -1,5 +1,6 @@
 """The timing harness: real measurements, compared only as ratios taken in one run."""
 
+import pytest
 import torch
 
 from instanas.metagraph import MetaGraph
@@ -34,15 +35,22 @@ def test_smallest_child_is_several_times_faster_than_full():
     assert max(ratios) > 4, ratios
 
 
-def test_paired_ratio_tracks_relative_work():
-    """A module against itself gives a ratio near 1; the same layers run twice give about 2."""
+@pytest.mark.parametrize("grouped", [False, True], ids=["paired", "grouped"])
+def test_ratio_tracks_relative_work(grouped):
+    """A module against itself gives a ratio near 1; the same layers run twice give about 2 — timed in pairs, or in
+    one group against one reference block per round."""
     torch.manual_seed(0)
     layer = torch.nn.Sequential(torch.nn.Conv2d(32, 32, 3, padding=1), torch.nn.ReLU())
     twice = torch.nn.Sequential(layer, layer)
     x = torch.randn(1, 32, 32, 32)
     timer = PairedTimer(layer, x, threads=1)
-    same = timer.measure(layer, x, min_run_time=0.1)
-    double = timer.measure(twice, x, min_run_time=0.1)
+    if grouped:
+        same, double = timer.measure_group([(layer, x), (twice, x)], min_run_time=0.1)
+        assert double.runs >= 5 and double.reference_ms == same.reference_ms
+    else:
+        same = timer.measure(layer, x, min_run_time=0.1)
+        double = timer.measure(twice, x, min_run_time=0.1)
+        assert double.runs >= 7
     assert 0.8 < same.ratio < 1.25
     assert 1.6 < double.ratio < 2.5
-    assert double.runs >= 7 and double.reference_ms > 0 and double.median_ms > double.reference_ms
+    assert double.reference_ms > 0 and double.median_ms > double.reference_ms

@@ -1,0 +1,24 @@
+"""How ``correlate`` and ``calibrate`` time children: the settings, apart from the timing code so that the CLI can
+show their defaults without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Harness:
+    """How children are timed. ``group`` children share each reference block (1: a reference block beside every
+    child block, as the LUT's entries are profiled); each child gets ``warmup_calls`` warm-up calls and at least
+    ``min_runs`` timed blocks and ``min_run_time`` seconds. The defaults cost 0.10 s per child at 32 px against
+    0.17 s for the profile's pairing (``--group 1 --warmup-calls 3 --min-runs 7 --min-time 0.1``) at the agreement
+    that pairing gives twice (``docs/results/correlate-harness/``)."""
+
+    min_run_time: float = 0.05
+    group: int = 4
+    warmup_calls: int = 1
+    min_runs: int = 5
+    remeasure_iqr: float = 0.2  # a child whose ratio IQR exceeds this share of its ratio is measured again
+
+    def settings(self) -> dict:
+        return asdict(self)
