@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from lut.store import save_table
+from profiler.allocator import set_allocator
 from profiler import measure_latency
 from profiler.fingerprint import fingerprint_id, machine_fingerprint
 from profiler.space_profile import profile_space
 
 PROBE_THREADS = 2
+set_allocator("pinned")  # as the CLI runs
 
 
 @pytest.fixture(scope="session")

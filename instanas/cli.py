@@ -64,6 +64,28 @@ CellMerge = Annotated[
     str,
     typer.Option("--cell-merge", help="How a cell merges its modules' outputs: mean (default) or sum (the paper's)."),
 ]
+
+
+@app.callback()
+def configure(
+    malloc: Annotated[
+        str,
+        typer.Option(
+            "--malloc",
+            envvar="INSTANAS_MALLOC",
+            help="pinned (default): glibc's mmap and trim thresholds fixed, so timings do not depend on what ran "
+            "before; system: glibc's moving thresholds. Recorded in the machine fingerprint.",
+        ),
+    ] = "pinned",
+) -> None:
+    """Settings of the process that every command's timings depend on."""
+    from profiler.allocator import ALLOCATOR_MODES, set_allocator
+
+    if malloc not in ALLOCATOR_MODES:
+        raise InstaNASError(f"--malloc {malloc!r}: use one of {', '.join(ALLOCATOR_MODES)}")
+    set_allocator(malloc)
+
+
 lut_app = typer.Typer(help="Inspect stored latency lookup tables.", no_args_is_help=True)
 app.add_typer(lut_app, name="lut")
 
@@ -114,9 +136,11 @@ def space(resolution: Resolution, as_json: AsJson = False) -> None:
 @app.command()
 def sample(
     resolution: Resolution,
-    n: Annotated[int, typer.Option("-n", min=0, help="How many architectures.")] = 10,
+    n: Annotated[Optional[int], typer.Option("-n", min=0, help="How many architectures [default: 10].")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: fresh entropy).")] = None,
-    keep: Annotated[float, typer.Option("--keep", help="Probability of keeping each module, in (0, 1].")] = 0.5,
+    keep: Annotated[
+        Optional[float], typer.Option("--keep", help="Probability of keeping each module, in (0, 1] [default: 0.5].")
+    ] = None,
     edges: Annotated[
         bool, typer.Option("--edges", help="Instead: the edges of the space (smallest, full, one type, sparse, dense).")
     ] = False,
@@ -124,10 +148,12 @@ def sample(
     """Print N valid random architectures, one string per line (`correlate --archs` reads this format)."""
     search_space(resolution)  # rejects an unsupported resolution
     if edges:
+        if n is not None or keep is not None:
+            raise InstaNASError("--edges prints a fixed set of architectures: leave out -n and --keep")
         for label, arch in edge_architectures(seed or 0):
             typer.echo(f"{format_architecture(arch)}  # {label}")
         return
-    for arch in sample_architectures(n, keep=keep, seed=seed):
+    for arch in sample_architectures(10 if n is None else n, keep=0.5 if keep is None else keep, seed=seed):
         typer.echo(format_architecture(arch))
 
 
@@ -447,8 +473,12 @@ def calibrate(
     min_runs: MinRuns = _HARNESS.min_runs,
     model: Annotated[
         str,
-        typer.Option("--model", help="stages (a scale per feature-map size) or linear (one scale; the old fit)."),
-    ] = "stages",
+        typer.Option(
+            "--model",
+            help="cells (a scale per feature-map size; costs per merge, module, cell executed, network), stages "
+            "(the same without the per-cell cost) or linear (one scale; the first fit).",
+        ),
+    ] = "cells",
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
 ) -> None:
     """Fit the per-module and per-network costs isolated profiling misses; store them as a new LUT version.
@@ -736,7 +766,8 @@ def lut_show(path: Annotated[Path, typer.Argument(help="A LUT file.")]) -> None:
     console.print(
         f"{path}: {lut_table.resolution} px, version {lut_table.version}, created {lut_table.meta['created']}\n"
         f"machine {lut_table.fingerprint_id}: {fields.get('cpu_model')}, {lut_table.threads} threads, "
-        f"torch {fields.get('torch_version')}\nsettings: {lut_table.meta['settings']}\n"
+        f"torch {fields.get('torch_version')}, malloc {fields.get('malloc', 'system (not recorded)')}\n"
+        f"settings: {lut_table.meta['settings']}\n"
         f"estimate: full meta-graph {lut_table.estimate(full_architecture()):.3f} ms, "
         f"smallest {lut_table.estimate(smallest_architecture()):.3f} ms"
     )

@@ -147,7 +147,7 @@ def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
     }
 
 
-def calibration_from_results(table, results_csv, model: str = "stages") -> dict:
+def calibration_from_results(table, results_csv, model: str = "cells") -> dict:
     """Fit ``table``'s calibration on measured children (``results.csv`` of a run)."""
     frame = pd.read_csv(results_csv)
     archs = np.stack([parse_architecture(text) for text in frame["arch"]])
@@ -250,13 +250,14 @@ class CorrelationRun:
         table = self.table
         modes = ["plain", "calibrated"] if table.calibration else ["plain"]
         archs = self.children.archs[frame["index"]]
-        by_mode = {name: agreement(table.estimate(archs, mode=name), frame["measured_ms"]) for name in modes}
+        estimates = {name: table.estimate(archs, mode=name) for name in modes}
+        by_mode = {name: agreement(estimates[name], frame["measured_ms"]) for name in modes}
         report = {
             "resolution": table.resolution,
             "mode": self.mode,
             **by_mode[self.mode],
             "by_mode": by_mode,
-            "raw": agreement(table.estimate(archs, mode=self.mode), frame["raw_ms"]),
+            "raw": agreement(estimates[self.mode], frame["raw_ms"]),
             "remeasured": int((frame["attempts"] > 1).sum()),
             "lut": {"path": report_path(table.path), "version": table.version, "content_hash": table.content_hash},
             "fingerprint": table.meta["fingerprint"],
@@ -269,11 +270,10 @@ class CorrelationRun:
             "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
         }
         if "archs" in self.settings:  # chosen architectures: each one's own figures
-            estimates = table.estimate(archs, mode=self.mode)
             report["children"] = [
                 {"label": row.label, "arch": row.arch, "estimate_ms": float(estimate), "measured_ms": row.measured_ms,
                  "error_pct": 100 * (float(estimate) / row.measured_ms - 1)}
-                for row, estimate in zip(frame.itertuples(), estimates)
+                for row, estimate in zip(frame.itertuples(), estimates[self.mode])
             ]
         atomic_write(self.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
         scatter_plot(frame, report, self.out_dir / "scatter.png")

@@ -2,7 +2,8 @@
 
 A LUT is only a latency for the machine it was profiled on. The fingerprint records the hardware and software, and
 its short id hashes the fields that change latency, so a table from another machine, torch build or thread count is
-recognised as foreign.
+recognised as foreign. So is a table profiled under another allocator setting
+(:mod:`profiler.allocator`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import psutil
 import torch
+
+from profiler.allocator import current_allocator
 
 # ISA extensions that decide which kernels oneDNN/MKL can run.
 _RELEVANT_FLAG_PREFIXES = ("avx", "amx", "fma", "f16c", "sse4", "vnni", "bf16", "asimd", "sve", "neon")
@@ -28,6 +31,7 @@ LATENCY_FIELDS = (
     "torch_cpu_capability",
     "onednn",
     "mkl",
+    "malloc",
 )
 
 
@@ -59,6 +63,7 @@ def machine_fingerprint(threads: int) -> dict:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "onednn": torch.backends.mkldnn.is_available(),
         "mkl": torch.backends.mkl.is_available(),
+        "malloc": current_allocator(),
         "python": platform.python_version(),
         "os": platform.platform(),
     }

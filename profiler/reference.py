@@ -1,8 +1,9 @@
 """The network every paired measurement is timed against, at every resolution.
 
-It is the MobileNetV2-like child (``mb3e6`` in every cell) at 32 px with seeded weights: about 18 ms on the 2-core
-machine, so a pair costs little beside a 224 px entry (the 224 px child takes 44 ms and made a paired 224 px profile
-last an hour), and every table of a machine is anchored to the same network.
+It is the MobileNetV2-like child (``mb3e6`` in every cell) at 32 px with seeded weights: 5–6 ms on the 2-core
+development machine (18 ms on the previous one), so a pair costs little beside a 224 px entry (the 224 px child took
+44 ms there and made a paired 224 px profile last an hour), and every table of a machine is anchored to the same
+network.
 """
 
 from __future__ import annotations

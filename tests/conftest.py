@@ -4,6 +4,11 @@ import sys
 
 import pytest
 
+from profiler.allocator import set_allocator
+
+# In-process timings and fingerprints of the tests see the allocator setting the CLI applies by default.
+set_allocator("pinned")
+
 
 def run_cli(*args: str, cwd=None, env_extra: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real ``instanas`` entry point in a fresh process, as a user would."""

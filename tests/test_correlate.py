@@ -142,7 +142,7 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     estimate = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(calibrated.path), "--json")
     payload = json.loads(estimate.stdout)
     fit = calibrated.calibration
-    assert fit["model"] == "stages" and fit["harness"]["group"] == 4 and len(fit["coefficients"]) == len(fit["terms"])
+    assert fit["model"] == "cells" and fit["harness"]["group"] == 4 and len(fit["coefficients"]) == len(fit["terms"])
     plain = calibrated.estimate(parse_architecture(arch))
     fixed_ms, cells_ms, merges_ms, modules = calibrated.parts(parse_architecture(arch)[None])
     terms = calibration_terms(32, cells_ms, merges_ms, modules)[0]
@@ -159,7 +159,7 @@ def test_calibrated_mode_needs_a_calibration(profiled, cli):
     assert result.returncode == 2 and "has no calibration" in result.stderr
 
 
-@pytest.mark.parametrize("model", ["stages", "linear"])
+@pytest.mark.parametrize("model", ["cells", "stages", "linear"])
 def test_fit_calibration_recovers_known_costs(profiled, model):
     """Latencies made from a table's own parts with known costs: the fit finds those costs again."""
     table = load_table(profiled)
@@ -175,10 +175,18 @@ def test_fit_calibration_recovers_known_costs(profiled, model):
         assert fit["per_network_ms"] == pytest.approx(0.4, abs=0.05)
         return
     sizes = [1.3, 1.1, 0.9, 1.0]  # per feature-map size, largest first (32, 16, 8, 4 px at 32 px input)
-    stage_terms = calibration_terms(32, cells_ms, merges_ms, modules)[:, :4]
-    measured = fixed_ms + stage_terms @ sizes + 1.2 * merges_ms + 0.05 * modules + 0.3 + noise
-    fit = fit_calibration(table, archs, measured, model)
-    np.testing.assert_allclose(fit["coefficients"], [*sizes, 1.2, 0.05, 0.3], atol=0.05)
+    stage_terms = calibration_terms(32, cells_ms, merges_ms, modules, model)[:, :4]
+    per_cell = 0.03 if model == "cells" else 0.0  # ms per cell that runs a module
+    executed_cells = (archs.sum(axis=2) > 0).sum(axis=1)
+    measured = fixed_ms + stage_terms @ sizes + 1.2 * merges_ms + 0.05 * modules + per_cell * executed_cells + 0.3
+    fit = fit_calibration(table, archs, measured + noise, model)
+    per_cell_terms = [per_cell] if model == "cells" else []
+    expected = np.array([*sizes, 1.2, 0.05, *per_cell_terms, 0.3])
+    tolerance = np.full(len(expected), 0.05)
+    tolerance[4] = 0.15  # the merges' scale: their entries are microseconds, the least determined term
+    assert (np.abs(np.array(fit["coefficients"]) - expected) < tolerance).all(), fit["coefficients"]
+    if model == "cells":
+        assert fit["terms"][-2] == "ms per cell executed" and fit["coefficients"][-2] == pytest.approx(0.03, abs=0.01)
     assert fit["terms"][0] == "scale of modules at 32x32" and fit["children"] == 300
     table.meta["calibration"] = fit
     np.testing.assert_allclose(table.estimate(archs, mode="calibrated"), measured, atol=0.05)
@@ -237,6 +245,8 @@ def test_ctrl_c_keeps_rows_and_reports_them(profiled, tmp_path):
 def test_correlate_chosen_architectures_reports_each(profiled, tmp_path, cli):
     edges = cli("sample", "-r", "32", "--edges")
     assert edges.returncode == 0, edges.stderr
+    mixed = cli("sample", "-r", "32", "--edges", "-n", "5")
+    assert mixed.returncode == 2 and mixed.stderr == "error: --edges prints a fixed set of architectures: leave out -n and --keep\n"
     chosen = tmp_path / "chosen.txt"
     chosen.write_text("# edges of the space\n\n" + "\n".join(edges.stdout.splitlines()[:3]) + "\n" + SMALLEST + "\n")
     out = tmp_path / "run"

@@ -251,7 +251,18 @@ def test_fingerprint_fields_and_id():
     assert fingerprint_id(fields) == fingerprint_id(machine_fingerprint(2))
     assert fingerprint_id(fields) != fingerprint_id(machine_fingerprint(1))
     assert fingerprint_id(fields | {"os": "elsewhere"}) == fingerprint_id(fields), "OS text does not change latency"
+    assert fields["malloc"] == "pinned", "the tests run pinned, as the CLI does"
+    assert fingerprint_id(fields | {"malloc": "system"}) != fingerprint_id(fields), "the allocator changes latency"
     assert len(fingerprint_id(fields)) == 12
+
+
+def test_a_table_profiled_under_another_allocator_is_foreign(profiled, cli):
+    arch = format_architecture(smallest_architecture())
+    refused = cli("--malloc", "system", "estimate", "-r", "32", "--arch", arch, "--lut", str(profiled))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--allow-foreign-lut" in refused.stderr
+    unknown = cli("--malloc", "jemalloc", "space", "-r", "32")
+    assert unknown.returncode == 2 and unknown.stderr == "error: --malloc 'jemalloc': use one of pinned, system\n"
 
 
 def test_a_table_prices_only_networks_whose_cells_merge_like_the_profiled_ones(profiled, tmp_path, cli):

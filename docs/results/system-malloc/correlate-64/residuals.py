@@ -1,6 +1,6 @@
 """Where the calibrated estimates miss: the figures the README quotes under "Measured figures".
 
-Usage (repository root): python docs/results/correlate-64/residuals.py
+Usage (repository root): python docs/results/system-malloc/correlate-64/residuals.py
 """
 import numpy as np
 import pandas as pd
@@ -8,7 +8,7 @@ import pandas as pd
 from lut.store import load_table
 from instanas.space import parse_architecture
 
-RESULTS = "docs/results"
+RESULTS = "docs/results/system-malloc"
 
 
 def frame(path: str, lut: str) -> tuple[pd.DataFrame, np.ndarray]:

@@ -1,6 +1,6 @@
 """Can another linear model of the entries fit the measured children? Fit on the calibration children, test on the edges.
 
-Usage (repository root): python docs/results/correlate-224/calibration_models.py R LUT CALIBRATION_RESULTS EDGES_RESULTS
+Usage (repository root): python docs/results/system-malloc/correlate-224/calibration_models.py R LUT CALIBRATION_RESULTS EDGES_RESULTS
 """
 import sys, numpy as np, pandas as pd
 from lut.store import load_table
