@@ -20,8 +20,8 @@ def children(path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([parse_architecture(text) for text in frame["arch"]]), frame["measured_ms"].to_numpy()
 
 
-print("| resolution | model | validation MAPE | within ±5 % | within ±10 % | worst error |")
-print("|---|---|---|---|---|---|")
+print("| resolution | model | Pearson | validation MAPE | within ±5 % | within ±10 % | worst error |")
+print("|---|---|---|---|---|---|---|")
 for resolution, profile in PROFILES.items():
     folder = f"{RESULTS}/correlate-{resolution}"
     try:
@@ -36,5 +36,5 @@ for resolution, profile in PROFILES.items():
         estimate = table.estimate(validation[0], mode="plain" if model == "plain" else "calibrated")
         scores = agreement(estimate, validation[1])
         worst = np.abs(estimate / validation[1] - 1).max()
-        print(f"| {resolution} px | {model} | {scores['mape_pct']:.2f} % | {100 * scores['within_5pct']:.2f} % | "
+        print(f"| {resolution} px | {model} | {scores['pearson']:.4f} | {scores['mape_pct']:.2f} % | {100 * scores['within_5pct']:.2f} % | "
               f"{100 * scores['within_10pct']:.2f} % | {100 * worst:.1f} % |")
