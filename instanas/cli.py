@@ -406,6 +406,13 @@ def _print_agreement(report: dict) -> None:
                            f"{child['error_pct']:+.1f} %")
         console.print(chosen)
     console.print(f"wall time per child: {report['wall_s_per_child']:.3f} s")
+    same = report["at_table_speed"]
+    console.print(
+        f"timed at the table's speed (reference within 5 % of its {report['reference_ms']['lut_anchor']:.2f} ms): "
+        f"{same['n']} children ({100 * same['share']:.0f} %)"
+        + (f", {100 * same['within_5pct']:.1f} % within ±5 %, {100 * same['within_10pct']:.1f} % within ±10 %"
+           if "within_5pct" in same else "")
+    )
 
 
 _HARNESS = Harness()

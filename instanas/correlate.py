@@ -147,6 +147,21 @@ def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
     }
 
 
+SAME_SPEED = 0.05  # the reference within 5 % of the table's anchor: the machine ran as fast as while profiling
+
+
+def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float) -> dict:
+    """The agreement of the children timed while the machine ran at the speed the table was profiled at.
+
+    This shared machine switches between speed states, and the ratio of a network to the reference moves with the
+    state by a few percent (``docs/results/reference-state/``): a validation run mostly in another state than its
+    table's misses by that much. ``n`` says how many children qualify; the figures need three.
+    """
+    near = np.abs(results["reference_ms"].to_numpy() / anchor_ms - 1) < SAME_SPEED
+    summary = {"n": int(near.sum()), "share": float(near.mean())}
+    return summary | agreement(estimate[near], results["measured_ms"].to_numpy()[near]) if near.sum() >= 3 else summary
+
+
 def calibration_from_results(table, results_csv, model: str = "cells") -> dict:
     """Fit ``table``'s calibration on measured children (``results.csv`` of a run)."""
     frame = pd.read_csv(results_csv)
@@ -269,6 +284,7 @@ class CorrelationRun:
             "lut_anchor": table.anchor_ms,
             "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
         }
+        report["at_table_speed"] = at_table_speed(estimates[self.mode], frame, table.anchor_ms)
         if "archs" in self.settings:  # chosen architectures: each one's own figures
             report["children"] = [
                 {"label": row.label, "arch": row.arch, "estimate_ms": float(estimate), "measured_ms": row.measured_ms,

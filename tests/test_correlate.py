@@ -135,7 +135,11 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "calibrated" and set(report["by_mode"]) == {"plain", "calibrated"}
-    validation_archs = set(pd.read_csv(out / "results.csv")["arch"])
+    rows = pd.read_csv(out / "results.csv")
+    same_speed = (rows["reference_ms"] / report["reference_ms"]["lut_anchor"] - 1).abs() < 0.05
+    assert report["at_table_speed"]["n"] == same_speed.sum() and "timed at the table's speed" in run.stdout
+    assert ("within_5pct" in report["at_table_speed"]) == (same_speed.sum() >= 3)
+    validation_archs = set(rows["arch"])
     assert not calibration_archs & validation_archs, "calibration children are kept apart from validation"
 
     arch = next(iter(validation_archs))
