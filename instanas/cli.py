@@ -23,6 +23,7 @@ from instanas.progress import progress_bar
 from instanas.space import (
     MODULE_NAMES,
     RESOLUTIONS,
+    correlation_sample,
     edge_architectures,
     format_architecture,
     full_architecture,
@@ -495,11 +496,10 @@ def calibrate(
     """
     from instanas.correlate import CALIBRATION_STREAM, Children, calibration_from_results
     from lut.store import default_store, resolve_table, save_calibrated
-    from lut.table import CALIBRATION_MODELS
+    from lut.table import check_calibration_model
 
     search_space(resolution)
-    if model not in CALIBRATION_MODELS:
-        raise InstaNASError(f"unknown calibration model {model!r} (choose {' or '.join(CALIBRATION_MODELS)})")
+    check_calibration_model(model)  # before any child is measured
     store = store or default_store()
     table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False)
     out_dir = _run_folder(out, f"calibrate-{resolution}", resume)
@@ -800,8 +800,6 @@ def lut_diff(
 ) -> None:
     """Per-entry relative change from one LUT to another, largest first, and how far architectures' estimates move
     (drift between days, machines, versions)."""
-    import numpy as np
-
     from lut.store import load_table
     from lut.table import compare_tables, estimate_drift
 
@@ -816,8 +814,7 @@ def lut_diff(
         "worst_entry": changes.iloc[0]["key"],
         "worst_change_pct": float(changes.iloc[0]["change_pct"]),
         "full_estimate_ms": [first.estimate(full_architecture()), second.estimate(full_architecture())],
-        **estimate_drift(first, second, sample_architectures(architectures, keep=np.random.default_rng(0).uniform(
-            0.05, 0.95, architectures), seed=0)),
+        **estimate_drift(first, second, correlation_sample(architectures, seed=0)[0]),
     }
     if as_json:
         _emit_json({**summary, "changes": changes.head(top).to_dict(orient="records")})

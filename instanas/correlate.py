@@ -28,7 +28,7 @@ from instanas.harness import Harness
 from instanas.plots import png_figure
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
-from instanas.space import format_architecture, parse_architecture, sample_architectures
+from instanas.space import correlation_sample, format_architecture, parse_architecture
 from lut.table import fit_calibration
 from profiler.reference import reference_timer
 from profiler.timing import PairedStats
@@ -38,13 +38,6 @@ RESULT_COLUMNS = [
     "index", "arch", "label", "keep", "estimate_ms", "measured_ms", "raw_ms", "reference_ms", "ratio_iqr", "runs",
     "attempts", "wall_s",
 ]
-
-
-def correlation_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` architectures and the keep probability each was drawn with (uniform in [0.05, 0.95])."""
-    rng = np.random.default_rng(seed)
-    keep = rng.uniform(0.05, 0.95, n)
-    return sample_architectures(n, keep=keep, seed=int(rng.integers(2**32))), keep
 
 
 @dataclass(frozen=True)
@@ -235,6 +228,7 @@ class CorrelationRun:
 
     def _record(self, timing: ChildTiming) -> None:
         i = timing.index
+        self.measured[i] = timing.stats.ratio * self.table.anchor_ms
         self.results.append(
             {
                 "index": i,
@@ -242,7 +236,7 @@ class CorrelationRun:
                 "label": self.children.labels[i],
                 "keep": round(float(self.children.keep[i]), 4),
                 "estimate_ms": float(self.estimates[i]),
-                "measured_ms": timing.stats.ratio * self.table.anchor_ms,
+                "measured_ms": self.measured[i],
                 "raw_ms": timing.stats.median_ms,
                 "reference_ms": timing.stats.reference_ms,
                 "ratio_iqr": timing.stats.ratio_iqr,
@@ -251,7 +245,6 @@ class CorrelationRun:
                 "wall_s": round(timing.wall_s, 4),
             }
         )
-        self.measured[i] = timing.stats.ratio * self.table.anchor_ms
 
     def _running_pearson(self) -> float:
         if len(self.measured) < 3:

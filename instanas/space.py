@@ -213,6 +213,14 @@ def edge_architectures(seed: int = 0, samples: int = 3) -> list[tuple[str, np.nd
     return edges
 
 
+def correlation_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` architectures from cheap to rich, and the keep probability each was drawn with (uniform in [0.05, 0.95]):
+    the children `correlate` and `calibrate` measure and `lut diff` compares."""
+    rng = np.random.default_rng(seed)
+    keep = rng.uniform(0.05, 0.95, n)
+    return sample_architectures(n, keep=keep, seed=int(rng.integers(2**32))), keep
+
+
 def sample_architectures(n: int, keep: float | np.ndarray = 0.5, seed: int | None = None) -> np.ndarray:
     """``n`` valid architectures ``(n, 17, 5)``: each module kept with probability ``keep``.
 

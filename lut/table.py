@@ -257,6 +257,11 @@ def _module_counts(archs: np.ndarray) -> np.ndarray:
 CALIBRATION_MODELS = ("cells", "stages", "linear")
 
 
+def check_calibration_model(model: str) -> None:
+    if model not in CALIBRATION_MODELS:
+        raise LUTError(f"unknown calibration model {model!r} (choose {' or '.join(CALIBRATION_MODELS)})")
+
+
 def calibration_terms(resolution: int, cells_ms: np.ndarray, merges_ms: np.ndarray, modules: np.ndarray,
                       model: str = "cells") -> np.ndarray:
     """The terms of the ``cells`` or ``stages`` model: the modules' entries summed per feature-map size, the merges,
@@ -290,12 +295,11 @@ def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndar
     ``stages``: the same without the per-cell cost (it over-estimates the sparsest children by up to 15 % at 32 px).
     ``linear``: ``scale · plain + per_module_ms · modules + per_network_ms`` (one global scale).
     """
-    if model not in CALIBRATION_MODELS:
-        raise LUTError(f"unknown calibration model {model!r} (choose {' or '.join(CALIBRATION_MODELS)})")
+    check_calibration_model(model)
     fixed_ms, cells_ms, merges_ms, modules = table.parts(np.asarray(archs, dtype=bool))
     measured_ms = np.asarray(measured_ms, dtype=float)
     if model == "linear":
-        plain = fixed_ms + cells_ms.sum(axis=1) + merges_ms
+        plain = table.calibrated(fixed_ms, cells_ms, merges_ms, modules, mode="plain")
         design = np.column_stack([plain, modules, np.ones(len(plain))])
         (scale, per_module, per_network), *_ = np.linalg.lstsq(design, measured_ms, rcond=None)
         return {"model": model, "scale": float(scale), "per_module_ms": float(per_module),

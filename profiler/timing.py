@@ -71,6 +71,12 @@ class _Blocks:
             last = self._seconds(1)
         self.calls = max(1, round(block_time / last))
 
+    def placed(self) -> tuple[float, float, float]:
+        """One block: the wall-clock time of its middle, seconds per call, and its wall time."""
+        start = time.perf_counter()
+        per_call, wall = self.per_call()
+        return (start + time.perf_counter()) / 2, per_call, wall
+
     def per_call(self) -> tuple[float, float]:
         """Seconds per call in one block, and the block's wall time."""
         seconds = self._seconds(self.calls)
@@ -226,26 +232,20 @@ class PairedTimer:
         """
         block_time = min(block_time, min_run_time / min_runs)
         max_run_time = max_run_time or 5 * min_run_time
-        clock = time.perf_counter
         with torch_threads(self.threads), torch.inference_mode():
             members = [_GroupMember(_Blocks(m, x, self.threads, block_time, warmup_calls)) for m, x in modules]
             reference = self.reference_blocks(block_time)
             reference_times: list[float] = []
 
             def reference_block() -> tuple[float, float, float]:
-                start = clock()
-                per_call, wall = reference.per_call()
-                reference_times.append(per_call)
-                return (start + clock()) / 2, per_call, wall
+                block = reference.placed()
+                reference_times.append(block[1])
+                return block
 
             before = reference_block()
             while not all(member.done for member in members):
                 active = [member for member in members if not member.done]
-                placed = []
-                for member in active:
-                    start = clock()
-                    per_call, wall = member.blocks.per_call()
-                    placed.append(((start + clock()) / 2, per_call, wall))
+                placed = [member.blocks.placed() for member in active]
                 after = reference_block()
                 share = after[2] / len(active)
                 for member, (at, per_call, wall) in zip(active, placed):
@@ -277,6 +277,7 @@ def _paired_stats(module_times, ratios, reference_ms: float, calls: int) -> Pair
         runs=len(ratios),
         calls_per_run=calls,
     )
+
 
 class _GroupMember:
     """One module of a timed group: its blocks, and its per-call times with the reference interpolated beside them."""

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from instanas.correlate import ChildTimer, agreement, correlation_sample
+from instanas.correlate import ChildTimer, agreement
 from instanas.harness import Harness
 from instanas.space import (
+    correlation_sample,
     format_architecture,
     full_architecture,
     mobilenetv2_architecture,
