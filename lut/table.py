@@ -292,7 +292,7 @@ def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndar
     + e · cells executed + d``. Inside a network a module's cost differs from its isolated timing by a factor that
     depends on its feature-map size (caches, call overhead relative to work), plus a cost per module executed, per
     cell that runs any module (the cell's own call and shortcut), and per network.
-    ``stages``: the same without the per-cell cost (it over-estimates the sparsest children by up to 15 % at 32 px).
+    ``stages``: the same without the per-cell cost (at 32 px its misses gather in the smallest networks).
     ``linear``: ``scale · plain + per_module_ms · modules + per_network_ms`` (one global scale).
     """
     check_calibration_model(model)

@@ -3,8 +3,8 @@
 glibc's malloc serves blocks above its mmap threshold (128 KiB at first) with freshly mapped pages, and moves the
 threshold and trims the heap as the process runs. A batch-1 activation of a few MB then costs thousands of page
 faults on one call and none a few calls later, depending on the process's history: cell 0's ``mb3e6`` at 64 px took
-4.7 ms (3,000 faults per call) in one process and 1.3 ms (none) with the thresholds pinned, and its expansion-3
-sibling 2.2 ms then 0.7 ms within one process (``docs/results/allocator/``). Timings that move with history are not
+2.1–5.7 ms (982–3,587 faults per call) across three processes, before and after a child ran, and 0.81–0.88 ms with the
+thresholds pinned (``docs/results/allocator/page_faults.md``). Timings that move with history are not
 additive, so no lookup table can sum them. Pinning the thresholds with ``mallopt`` keeps every activation on the heap,
 which is also what a deployment with a tuned allocator (jemalloc, tcmalloc, or these settings) sees.
 
