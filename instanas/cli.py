@@ -61,6 +61,15 @@ Mode = Annotated[
     Optional[str],
     typer.Option("--mode", help="plain (the paper's sum) or calibrated (default: calibrated when the LUT has it)."),
 ]
+WaitForSpeed = Annotated[
+    float,
+    typer.Option(
+        "--wait-for-speed",
+        min=0,
+        help="Minutes to wait in all for the machine to run at the table's speed (the reference within 15 % of its "
+        "anchor) while measurements taken off it are set aside and taken again; 0: keep every measurement as taken.",
+    ),
+]
 CellMerge = Annotated[
     str,
     typer.Option("--cell-merge", help="How a cell merges its modules' outputs: mean (default) or sum (the paper's)."),
@@ -258,17 +267,31 @@ def profile(
     seed: Annotated[int, typer.Option("--seed", help="Seed of weights, inputs and measuring order.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted profile.")] = False,
     cell_merge: CellMerge = "mean",
+    speed_of: Annotated[
+        Optional[Path],
+        typer.Option("--speed-of", help="Time entries only while the machine runs at this earlier table's speed "
+                     "(its reference anchor, within 15 %), so that two profiles compare like with like.",
+                     dir_okay=False),
+    ] = None,
+    wait_for_speed: WaitForSpeed = 30.0,
 ) -> None:
     """Profile every module of every cell (plus stem, head and per-cell merges) into a new LUT version."""
     from instanas.metagraph import check_merge
 
     resolutions = _parse_resolutions(resolution)
     check_merge(cell_merge)
-    from lut.store import default_store, profile_journal, save_table
+    from lut.store import default_store, load_table, profile_journal, save_table
     from profiler import default_threads
     from profiler.fingerprint import fingerprint_id, machine_fingerprint
     from profiler.space_profile import profile_space
+    from profiler.speed_gate import SpeedGate
 
+    speed_table = load_table(speed_of) if speed_of else None
+    if speed_table and resolutions != [speed_table.resolution]:
+        raise InstaNASError(f"{speed_of}: a {speed_table.resolution} px table sets the speed of "
+                            f"{speed_table.resolution} px profiles only")
+    if speed_table:
+        speed_table.check_reference()
     store = out or default_store()
     threads = threads or default_threads()
     fields = machine_fingerprint(threads)
@@ -276,6 +299,9 @@ def profile(
     for res in resolutions:
         settings = {"threads": threads, "min_run_time": min_time, "rounds": rounds, "seed": seed, "batch_size": 1,
                     "cell_merge": cell_merge}
+        gate = SpeedGate(speed_table.anchor_ms, 60 * wait_for_speed) if speed_table and wait_for_speed > 0 else None
+        if gate:
+            settings["speed_of"] = {"lut": report_path(speed_of), "anchor_ms": gate.anchor_ms}
         journal = profile_journal(store, fingerprint["id"], res, {"resolution": res, **settings}, resume)
         done = journal.frame()
         started = time.perf_counter()
@@ -283,6 +309,10 @@ def profile(
             with progress_bar() as progress:
                 total = len(profiled_keys()) * rounds
                 bar = progress.add_task(f"profile {res} px", total=total, completed=len(done), status="")
+                if gate:
+                    gate.on_wait = lambda reference_ms, waited_s: progress.update(
+                        bar, status=f"machine off {speed_of.name}'s speed (reference {reference_ms:.2f} ms vs "
+                                    f"{gate.anchor_ms:.2f}): waiting, {waited_s / 60:.1f} of {wait_for_speed:g} min")
                 for measurement in profile_space(
                     res,
                     threads=threads,
@@ -291,6 +321,7 @@ def profile(
                     merge=cell_merge,
                     seed=seed,
                     skip=frozenset(zip(done["key"], done["round"])),
+                    gate=gate,
                 ):
                     journal.append(measurement.as_record())
                     status = f"round {measurement.round + 1}/{rounds} {measurement.task.key}"
@@ -306,6 +337,9 @@ def profile(
             f"estimate full {table.estimate(full_architecture()):.2f} ms, "
             f"smallest {table.estimate(smallest_architecture()):.2f} ms"
         )
+        if gate:
+            typer.echo(f"speed gate ({speed_of.name}, anchor {gate.anchor_ms:.2f} ms): {gate.set_aside} measurements "
+                       f"set aside, {gate.waited_s / 60:.1f} min waited; this table's anchor {table.anchor_ms:.2f} ms")
 
 
 @app.command()
@@ -354,19 +388,25 @@ def _run_folder(out: Optional[Path], prefix: str, resume: bool) -> Path:
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _measure_children(table, out_dir: Path, label: str, children, harness, *, mode: str, resume: bool) -> dict:
+def _measure_children(table, out_dir: Path, label: str, children, harness, *, mode: str, resume: bool,
+                      wait_for_speed: float) -> dict:
     """Run a correlation with a progress bar showing the running Pearson r; Ctrl-C keeps finished rows."""
     from instanas.correlate import CorrelationRun
 
-    run = CorrelationRun(table, out_dir, children, harness, mode=mode, resume=resume)  # checks settings first
+    run = CorrelationRun(table, out_dir, children, harness, mode=mode, resume=resume,  # checks settings first
+                         wait_for_speed_s=60 * wait_for_speed)
     with progress_bar() as progress:
         bar = progress.add_task(label, total=run.n, completed=len(run.measured), status="")
 
         def on_row(done: int, total: int, pearson: float) -> None:
             progress.update(bar, completed=done, status=f"r = {pearson:.4f}")
 
+        def on_wait(reference_ms: float, waited_s: float) -> None:
+            progress.update(bar, status=f"machine off the table's speed (reference {reference_ms:.2f} ms vs "
+                                        f"{table.anchor_ms:.2f}): waiting, {waited_s / 60:.1f} of {wait_for_speed:g} min")
+
         try:
-            run.measure(on_row)
+            run.measure(on_row, on_wait)
         except KeyboardInterrupt:
             progress.stop()
             if len(run.measured) >= 3:
@@ -381,6 +421,8 @@ def _measure_children(table, out_dir: Path, label: str, children, harness, *, mo
 
 
 def _print_agreement(report: dict) -> None:
+    from profiler.speed_gate import SAME_SPEED
+
     table = Table(title=f"LUT vs measured at {report['resolution']} px ({report['mode']} estimate)", title_justify="left")
     for column in ("mode", "n", "Pearson", "Spearman", "Kendall", "RMSE ms", "MAPE %", "±5 %", "±10 %", "fit"):
         table.add_column(column, justify="right")
@@ -409,11 +451,15 @@ def _print_agreement(report: dict) -> None:
     console.print(f"wall time per child: {report['wall_s_per_child']:.3f} s")
     same = report["at_table_speed"]
     console.print(
-        f"timed at the table's speed (reference within 5 % of its {report['reference_ms']['lut_anchor']:.2f} ms): "
+        f"timed at the table's speed (reference within {100 * SAME_SPEED:.0f} % of its "
+        f"{report['reference_ms']['lut_anchor']:.2f} ms): "
         f"{same['n']} children ({100 * same['share']:.0f} %)"
         + (f", {100 * same['within_5pct']:.1f} % within ±5 %, {100 * same['within_10pct']:.1f} % within ±10 %"
            if "within_5pct" in same else "")
     )
+    if gate := report.get("speed_gate"):
+        console.print(f"speed gate: {gate['set_aside']} measurements set aside while the machine ran off that speed, "
+                      f"{gate['waited_s'] / 60:.1f} of {gate['wait_s'] / 60:g} min spent waiting")
 
 
 _HARNESS = Harness()
@@ -444,6 +490,7 @@ def correlate(
     warmup_calls: WarmupCalls = _HARNESS.warmup_calls,
     min_runs: MinRuns = _HARNESS.min_runs,
     mode: Mode = None,
+    wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
     allow_foreign_lut: AllowForeign = False,
 ) -> None:
@@ -459,7 +506,7 @@ def correlate(
     out_dir = _run_folder(out, f"correlate-{resolution}", resume)
     harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs)
     report = _measure_children(table, out_dir, f"correlate {resolution} px", children, harness,
-                               mode=mode or table.default_mode, resume=resume)
+                               mode=mode or table.default_mode, resume=resume, wait_for_speed=wait_for_speed)
     _print_agreement(report)
     typer.echo(f"results: {out_dir / 'results.csv'}\nreport: {out_dir / 'report.json'}\nplot: {out_dir / 'scatter.png'}")
 
@@ -487,6 +534,7 @@ def calibrate(
             "(the same without the per-cell cost) or linear (one scale; the first fit).",
         ),
     ] = "cells",
+    wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
 ) -> None:
     """Fit the per-module and per-network costs isolated profiling misses; store them as a new LUT version.
@@ -505,7 +553,7 @@ def calibrate(
     out_dir = _run_folder(out, f"calibrate-{resolution}", resume)
     harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs)
     report = _measure_children(table, out_dir, f"calibrate {resolution} px", Children.sampled(n, seed + CALIBRATION_STREAM),
-                               harness, mode="plain", resume=resume)
+                               harness, mode="plain", resume=resume, wait_for_speed=wait_for_speed)
     calibration = calibration_from_results(table, out_dir / "results.csv", model) | {
         "measurements": report_path(out_dir), "harness": harness.settings()}
     calibrated = save_calibrated(table, calibration, store)

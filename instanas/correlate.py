@@ -4,8 +4,9 @@ Children are sampled with a keep probability drawn per child, so cheap and rich 
 is built with only its selected modules and timed as the profile times its entries: in blocks alternating with the
 reference network. Its ``measured_ms`` is that ratio times the LUT's reference anchor (milliseconds at the machine's
 typical speed while profiling), and its raw median is kept as ``raw_ms``: the report gives both. A child whose ratio
-spread is large is measured again, the steadier run kept. Rows are appended to ``results.csv`` as they are measured,
-so a killed run resumes without losing or repeating a measurement.
+spread is large is measured again, the steadier run kept; with a :class:`~profiler.speed_gate.SpeedGate`, a child
+timed while the machine ran in another speed state than its table's is set aside and timed again later. Rows are
+appended to ``results.csv`` as they are measured, so a killed run resumes without losing or repeating a measurement.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from instanas.metagraph import MetaGraph
 from instanas.space import correlation_sample, format_architecture, parse_architecture
 from lut.table import fit_calibration
 from profiler.reference import reference_timer
+from profiler.speed_gate import SAME_SPEED, SpeedGate
 from profiler.timing import PairedStats
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
@@ -82,8 +85,14 @@ class Children:
 class ChildTiming:
     index: int
     stats: PairedStats
-    attempts: int
-    wall_s: float  # wall time spent on this child (its share of its group's)
+    attempts: int  # measurements of this child, the unsteady and the off-speed ones included
+    wall_s: float  # wall time spent on this child (its share of its groups')
+
+    def after(self, earlier: ChildTiming | None) -> ChildTiming:
+        """This measurement, counting the attempts and wall time of an earlier one that was set aside."""
+        if earlier is None:
+            return self
+        return ChildTiming(self.index, self.stats, self.attempts + earlier.attempts, self.wall_s + earlier.wall_s)
 
 
 class ChildTimer:
@@ -105,18 +114,33 @@ class ChildTimer:
             return [self.timer.measure(child, x, **options) for child, x in children]
         return self.timer.measure_group(children, **options)
 
-    def run(self, archs: np.ndarray, indices: list[int]) -> Iterator[ChildTiming]:
-        """Measure each group; children whose ratio spread is too large again, keeping the steadier result."""
-        for start in range(0, len(indices), self.harness.group):
-            group = indices[start : start + self.harness.group]
-            began = time.perf_counter()
-            first = self._measure([archs[index] for index in group])
-            unsteady = [k for k, stats in enumerate(first) if stats.ratio_iqr > self.harness.remeasure_iqr * stats.ratio]
-            again = dict(zip(unsteady, self._measure([archs[group[k]] for k in unsteady]))) if unsteady else {}
-            wall = (time.perf_counter() - began) / len(group)
-            for k, index in enumerate(group):
-                stats = min((first[k], again.get(k, first[k])), key=lambda result: result.ratio_iqr / result.ratio)
-                yield ChildTiming(index, stats, 2 if k in again else 1, wall)
+    def _timed_group(self, archs: np.ndarray, group: list[int]) -> Iterator[ChildTiming]:
+        """One group measured; children whose ratio spread is too large again, keeping the steadier result."""
+        began = time.perf_counter()
+        first = self._measure([archs[index] for index in group])
+        unsteady = [k for k, stats in enumerate(first) if stats.ratio_iqr > self.harness.remeasure_iqr * stats.ratio]
+        again = dict(zip(unsteady, self._measure([archs[group[k]] for k in unsteady]))) if unsteady else {}
+        wall = (time.perf_counter() - began) / len(group)
+        for k, index in enumerate(group):
+            stats = min((first[k], again.get(k, first[k])), key=lambda result: result.ratio_iqr / result.ratio)
+            yield ChildTiming(index, stats, 2 if k in again else 1, wall)
+
+    def run(self, archs: np.ndarray, indices: list[int], gate: SpeedGate | None = None) -> Iterator[ChildTiming]:
+        """Measure ``indices``, ``harness.group`` at a time; with a ``gate``, only while the machine is at speed."""
+        queue = deque(indices)
+        set_aside: dict[int, ChildTiming] = {}
+        while queue:
+            group = [queue.popleft() for _ in range(min(self.harness.group, len(queue)))]
+            admitted = True
+            for timing in self._timed_group(archs, group):
+                if gate is None or gate.admits(timing.stats.reference_ms, timing.wall_s):
+                    yield timing.after(set_aside.pop(timing.index, None))
+                else:
+                    set_aside[timing.index] = timing.after(set_aside.get(timing.index))
+                    queue.append(timing.index)
+                    admitted = False
+            if not admitted:
+                gate.pause()
 
 
 def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
@@ -138,9 +162,6 @@ def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
         "intercept": float(fit.intercept),
         "measured_over_estimate_p5_p50_p95": [float(v) for v in np.percentile(ratio, [5, 50, 95])],
     }
-
-
-SAME_SPEED = 0.05  # the reference within 5 % of the table's anchor: the machine ran as fast as while profiling
 
 
 def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float) -> dict:
@@ -191,7 +212,8 @@ def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
 class CorrelationRun:
     """One validation run in ``out_dir``: opening it checks the settings (and, resumed, that they match)."""
 
-    def __init__(self, table, out_dir, children: Children, harness: Harness, *, mode: str, resume: bool):
+    def __init__(self, table, out_dir, children: Children, harness: Harness, *, mode: str, resume: bool,
+                 wait_for_speed_s: float = 0.0):
         table.check_reference()
         self.table, self.out_dir, self.children, self.mode = table, Path(out_dir), children, mode
         self.n = len(children.archs)
@@ -211,14 +233,18 @@ class CorrelationRun:
         done = self.results.frame()
         self.measured = dict(zip(done["index"], done["measured_ms"]))
         self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge)
+        self.gate = SpeedGate(table.anchor_ms, wait_for_speed_s) if wait_for_speed_s > 0 else None
         self.wall_s = 0.0
 
-    def measure(self, on_row=None) -> None:
-        """Measure every child not yet in ``results.csv``; ``on_row(done, total, pearson_so_far)`` after each."""
+    def measure(self, on_row=None, on_wait=None) -> None:
+        """Measure every child not yet in ``results.csv``; ``on_row(done, total, pearson_so_far)`` after each,
+        ``on_wait(reference_ms, waited_s)`` while the speed gate waits for the machine."""
         started = time.perf_counter()
+        if self.gate:
+            self.gate.on_wait = on_wait
         try:
             remaining = [index for index in range(self.n) if index not in self.measured]
-            for timing in self.timer.run(self.children.archs, remaining):
+            for timing in self.timer.run(self.children.archs, remaining, self.gate):
                 self._record(timing)
                 if on_row:
                     on_row(len(self.measured), self.n, self._running_pearson())
@@ -278,6 +304,7 @@ class CorrelationRun:
             "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
         }
         report["at_table_speed"] = at_table_speed(estimates[self.mode], frame, table.anchor_ms)
+        report["speed_gate"] = self.gate.report() if self.gate else None
         if "archs" in self.settings:  # chosen architectures: each one's own figures
             report["children"] = [
                 {"label": row.label, "arch": row.arch, "estimate_ms": float(estimate), "measured_ms": row.measured_ms,

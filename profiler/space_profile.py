@@ -10,6 +10,8 @@ what is recorded is mostly the ratio of the two, which the machine's changing sp
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -21,6 +23,7 @@ from instanas.controller import Controller
 from instanas.metagraph import MetaGraph, merge_outputs
 from instanas.space import CONTROLLER_KEY, MAX_MERGED, MODULE_NAMES, merge_key, module_key
 from profiler.reference import reference_timer
+from profiler.speed_gate import SpeedGate
 from profiler.timing import PairedStats
 
 
@@ -114,11 +117,13 @@ def profile_space(
     merge: str = "mean",
     seed: int = 0,
     skip: frozenset[tuple[str, int]] = frozenset(),
+    gate: SpeedGate | None = None,
 ) -> Iterator[ProfileMeasurement]:
     """Measure every entry ``rounds`` times, yielding each measurement as it finishes.
 
     ``skip`` holds ``(key, round)`` pairs already measured (a resumed run); the order of a round depends only on
-    ``seed`` and the round, so a resumed run measures the same remaining entries it would have.
+    ``seed`` and the round, so a resumed run measures the same remaining entries it would have. With a ``gate``, an
+    entry timed off its speed goes to the end of its round, after a pause.
     """
     torch.manual_seed(seed)
     graph = MetaGraph(resolution, num_classes, merge).eval()
@@ -126,9 +131,14 @@ def profile_space(
     timer = reference_timer(threads)
     for round_index in range(rounds):
         order = np.random.default_rng([seed, round_index]).permutation(len(tasks))
-        for position in order:
-            task = tasks[position]
-            if (task.key, round_index) in skip:
-                continue
+        queue = deque(tasks[position] for position in order if (tasks[position].key, round_index) not in skip)
+        while queue:
+            task = queue.popleft()
             module, example_input = task.build()
-            yield ProfileMeasurement(task, round_index, timer.measure(module, example_input, min_run_time=min_run_time))
+            began = time.perf_counter()
+            stats = timer.measure(module, example_input, min_run_time=min_run_time)
+            if gate is None or gate.admits(stats.reference_ms, time.perf_counter() - began):
+                yield ProfileMeasurement(task, round_index, stats)
+            else:
+                queue.append(task)
+                gate.pause()

@@ -54,6 +54,7 @@ def test_measure_json(cli):
         (["measure", "-r", "32", "--arch", "0101"], "has 1 cell tokens"),
         (["measure", "-r", "32", "--arch", SMALLEST.replace("00001", "00000", 1)], "cell 0 needs at least one"),
         (["measure", "-r", "32", "--arch", SMALLEST, "--threads", "0"], "--threads"),
+        (["correlate", "-r", "32", "-n", "3", "--wait-for-speed", "-1"], "--wait-for-speed"),
         (["no-such-command"], "No such command"),
     ],
 )

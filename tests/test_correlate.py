@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from instanas.correlate import ChildTimer, agreement
+from instanas.correlate import ChildTimer, Children, CorrelationRun, agreement
 from instanas.harness import Harness
 from instanas.space import (
     correlation_sample,
@@ -24,10 +24,11 @@ from instanas.space import (
 )
 from lut.store import load_table
 from lut.table import calibration_terms, fit_calibration
+from profiler.speed_gate import SAME_SPEED
 
 REPORT_KEYS = {"n", "pearson", "spearman", "kendall", "rmse_ms", "mape_pct", "within_5pct", "within_10pct", "slope",
                "intercept", "lut", "fingerprint"}
-QUICK = ("--resolution", "32", "--min-time", "0.01")
+QUICK = ("--resolution", "32", "--min-time", "0.01", "--wait-for-speed", "0")
 SMALLEST = "-".join(["00001", "00001", "00000", "00001", "00000", "00000", "00001", "00000", "00000", "00000", "00001",
                      "00000", "00000", "00001", "00000", "00000", "00001"])
 
@@ -52,6 +53,7 @@ def test_small_correlate_end_to_end(profiled, tmp_path, cli):
     np.testing.assert_allclose(results["estimate_ms"], table.estimate(archs[results["index"]]))
     assert (results["measured_ms"] > 0).all()
     assert "LUT vs measured at 32 px" in result.stdout and "scatter.png" in result.stdout
+    assert report["speed_gate"] is None and "speed gate" not in result.stdout, "--wait-for-speed 0: no gate"
 
 
 def test_killed_correlate_resumes_to_exactly_n_rows(profiled, tmp_path):
@@ -137,7 +139,7 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "calibrated" and set(report["by_mode"]) == {"plain", "calibrated"}
     rows = pd.read_csv(out / "results.csv")
-    same_speed = (rows["reference_ms"] / report["reference_ms"]["lut_anchor"] - 1).abs() < 0.05
+    same_speed = (rows["reference_ms"] / report["reference_ms"]["lut_anchor"] - 1).abs() < SAME_SPEED
     assert report["at_table_speed"]["n"] == same_speed.sum() and "timed at the table's speed" in run.stdout
     assert ("within_5pct" in report["at_table_speed"]) == (same_speed.sum() >= 3)
     validation_archs = set(rows["arch"])
@@ -306,3 +308,20 @@ def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
     for old, new in zip(paired, grouped):
         assert abs(new.ratio - old.ratio) <= old.ratio_iqr + new.ratio_iqr + 0.03 * old.ratio, (old, new)
     assert grouped[0].ratio < grouped[1].ratio < grouped[3].ratio, "smallest < MobileNetV2-like < full"
+
+
+def test_children_timed_off_the_tables_speed_are_timed_again(profiled, tmp_path):
+    """A table whose anchor says the machine ran three times faster: measurements stay off its speed until the wait
+    is spent; then every child is recorded, once, as timed."""
+    table = load_table(profiled)
+    table.meta["reference"]["anchor_ms"] /= 3
+    run = CorrelationRun(table, tmp_path / "run", Children.sampled(6, seed=2), Harness(min_run_time=0.01),
+                         mode="plain", resume=False, wait_for_speed_s=3.0)
+    run.measure()
+    report = run.finish()
+    rows = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert sorted(rows["index"]) == list(range(6)), "each child recorded once"
+    gate = report["speed_gate"]
+    assert gate["set_aside"] >= 6 and gate["waited_s"] >= 3.0 and report["at_table_speed"]["n"] == 0
+    assert (rows["attempts"] >= 2).all(), "both groups were set aside and timed again"
+    assert rows["index"].tolist()[:4] != [0, 1, 2, 3], "set-aside children go to the end of the queue"

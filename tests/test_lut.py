@@ -28,6 +28,8 @@ from instanas.space import (
 )
 from lut.store import check_fingerprint, list_tables, load_table, save_table, table_versions
 from lut.table import content_hash
+from profiler.space_profile import profile_space
+from profiler.speed_gate import SpeedGate
 from profiler.fingerprint import fingerprint_id, machine_fingerprint
 
 from conftest import PROFILE_ARGS
@@ -197,6 +199,8 @@ def test_diff_ranks_the_largest_change_first(profiled, tmp_path, cli):
         (["profile", "--resolution", "48"], "resolution 48 is not supported"),
         (["estimate", "-r", "64", "--arch", format_architecture(full_architecture()), "--lut", "LUT"], "not 64 px"),
         (["estimate", "-r", "32", "--arch", format_architecture(full_architecture()), "--out", "empty"], "no LUT"),
+        (["profile", "-r", "64", "--speed-of", "LUT"], "a 32 px table sets the speed of 32 px profiles only"),
+        (["profile", "-r", "32", "--speed-of", "missing.json"], "missing.json: no such LUT file"),
     ],
 )
 def test_cli_errors_are_one_line(profiled, cli, tmp_path, args, message):
@@ -302,3 +306,23 @@ def test_diff_splits_the_estimates_move_into_anchor_and_ratios(profiled, tmp_pat
     assert payload["anchor_change_pct"] == pytest.approx(10) and payload["ratio_abs_change_pct_median"] == pytest.approx(0, abs=1e-9)
     text = cli("lut", "diff", str(profiled), str(slower), "--architectures", "500")
     assert text.returncode == 0 and "500 random architectures: estimates moved +10.00 %" in text.stdout
+
+
+def test_a_profile_at_an_earlier_tables_speed_times_off_speed_entries_again(profiled):
+    """A gate whose anchor says the machine ran three times faster: the first measurements are set aside, taken
+    again at the end of their round, and each entry is still yielded once per round."""
+    gate = SpeedGate(anchor_ms=load_table(profiled).anchor_ms / 3, wait_s=1.0)
+    measured = [(m.task.key, m.round) for m in profile_space(32, threads=1, min_run_time=0.01, rounds=1, gate=gate)]
+    assert sorted(key for key, _ in measured) == sorted(profiled_keys()), "every entry once"
+    assert gate.set_aside >= 1 and gate.waited_s >= 1.0
+
+
+def test_profile_speed_of_records_the_anchor_it_was_held_to(profiled, tmp_path, cli):
+    store = tmp_path / "store"
+    result = cli("profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store), "--speed-of", str(profiled),
+                 "--wait-for-speed", "0.05")
+    assert result.returncode == 0, result.stderr
+    table = load_table(next(store.glob("*/res32-v1.json")))
+    speed_of = table.meta["settings"]["speed_of"]
+    assert speed_of["anchor_ms"] == load_table(profiled).anchor_ms and speed_of["lut"].endswith(profiled.name)
+    assert "speed gate" in result.stdout

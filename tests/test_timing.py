@@ -6,6 +6,7 @@ import torch
 from instanas.metagraph import MetaGraph
 from instanas.space import full_architecture, smallest_architecture
 from profiler import PairedTimer, default_threads, measure_latency
+from profiler.speed_gate import SAME_SPEED, SpeedGate
 
 
 def test_measure_latency_reports_statistics_and_restores_threads():
@@ -54,3 +55,20 @@ def test_ratio_tracks_relative_work(grouped):
     assert 0.8 < same.ratio < 1.25
     assert 1.6 < double.ratio < 2.5
     assert double.reference_ms > 0 and double.median_ms > double.reference_ms
+
+
+def test_speed_gate_admits_the_tables_speed_and_counts_what_it_sets_aside():
+    gate = SpeedGate(anchor_ms=5.0, wait_s=1.0, poll_s=0.1)
+    assert gate.admits(5.0 * (1 + 0.9 * SAME_SPEED), 0.5) and gate.admits(5.0 * (1 - 0.9 * SAME_SPEED), 0.5)
+    assert not gate.admits(6.3, 0.5) and not gate.admits(4.0, 0.5)
+    assert gate.set_aside == 2 and gate.waited_s == pytest.approx(1.0), "set-aside measurements count as waiting"
+    assert gate.admits(6.3, 0.5), "once the wait is spent, every measurement is kept as taken"
+    waits = []
+    gate = SpeedGate(anchor_ms=5.0, wait_s=0.25, poll_s=0.1)
+    gate.on_wait = lambda reference_ms, waited_s: waits.append(waited_s)
+    gate.pause()
+    assert waits == [] and gate.waited_s == 0, "one measurement off speed is jitter: no pause"
+    for _ in range(4):
+        gate.pause()
+    assert waits == pytest.approx([0.0, 0.1, 0.2]) and gate.waited_s == pytest.approx(0.25), "pauses stop at wait_s"
+    assert gate.admits(5.0, 0.0) and gate.off_in_a_row == 0, "an admitted measurement ends the run of pauses"
