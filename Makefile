@@ -27,8 +27,8 @@ MAIN_JOB := build/main-job
 run: $(STAMP)
 	rm -rf $(MAIN_JOB)
 	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas profile --resolution 32 --rounds 2
-	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas calibrate --resolution 32 -n 200 --out $(MAIN_JOB)/calibrate-32
-	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas correlate --resolution 32 -n 300 --out $(MAIN_JOB)/correlate-32
+	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas calibrate --resolution 32 -n 200 --wait-for-speed 5 --out $(MAIN_JOB)/calibrate-32
+	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas correlate --resolution 32 -n 300 --wait-for-speed 5 --out $(MAIN_JOB)/correlate-32
 
 ## The unit tests (CPU, a few minutes).
 test: $(STAMP)
