@@ -310,9 +310,7 @@ def profile(
                 total = len(profiled_keys()) * rounds
                 bar = progress.add_task(f"profile {res} px", total=total, completed=len(done), status="")
                 if gate:
-                    gate.on_wait = lambda reference_ms, waited_s: progress.update(
-                        bar, status=f"machine off {speed_of.name}'s speed (reference {reference_ms:.2f} ms vs "
-                                    f"{gate.anchor_ms:.2f}): waiting, {waited_s / 60:.1f} of {wait_for_speed:g} min")
+                    gate.on_wait = _show_waiting(progress, bar, f"{speed_of.name}'s", gate.anchor_ms, wait_for_speed)
                 for measurement in profile_space(
                     res,
                     threads=threads,
@@ -388,6 +386,16 @@ def _run_folder(out: Optional[Path], prefix: str, resume: bool) -> Path:
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def _show_waiting(progress, bar, whose: str, anchor_ms: float, wait_minutes: float):
+    """A speed gate's ``on_wait``: the progress bar says the run waits for the machine, and how long it has."""
+
+    def on_wait(reference_ms: float, waited_s: float) -> None:
+        progress.update(bar, status=f"machine off {whose} speed (reference {reference_ms:.2f} ms vs {anchor_ms:.2f}): "
+                                    f"waiting, {waited_s / 60:.1f} of {wait_minutes:g} min")
+
+    return on_wait
+
+
 def _measure_children(table, out_dir: Path, label: str, children, harness, *, mode: str, resume: bool,
                       wait_for_speed: float) -> dict:
     """Run a correlation with a progress bar showing the running Pearson r; Ctrl-C keeps finished rows."""
@@ -401,12 +409,8 @@ def _measure_children(table, out_dir: Path, label: str, children, harness, *, mo
         def on_row(done: int, total: int, pearson: float) -> None:
             progress.update(bar, completed=done, status=f"r = {pearson:.4f}")
 
-        def on_wait(reference_ms: float, waited_s: float) -> None:
-            progress.update(bar, status=f"machine off the table's speed (reference {reference_ms:.2f} ms vs "
-                                        f"{table.anchor_ms:.2f}): waiting, {waited_s / 60:.1f} of {wait_for_speed:g} min")
-
         try:
-            run.measure(on_row, on_wait)
+            run.measure(on_row, _show_waiting(progress, bar, "the table's", table.anchor_ms, wait_for_speed))
         except KeyboardInterrupt:
             progress.stop()
             if len(run.measured) >= 3:

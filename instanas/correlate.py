@@ -33,7 +33,7 @@ from instanas.metagraph import MetaGraph
 from instanas.space import correlation_sample, format_architecture, parse_architecture
 from lut.table import fit_calibration
 from profiler.reference import reference_timer
-from profiler.speed_gate import SAME_SPEED, SpeedGate
+from profiler.speed_gate import SpeedGate, at_speed
 from profiler.timing import PairedStats
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
@@ -171,7 +171,7 @@ def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float
     state by a few percent (``docs/results/reference-state/``): a validation run mostly in another state than its
     table's misses by that much. ``n`` says how many children qualify; the figures need three.
     """
-    near = np.abs(results["reference_ms"].to_numpy() / anchor_ms - 1) < SAME_SPEED
+    near = at_speed(results["reference_ms"].to_numpy(), anchor_ms)
     summary = {"n": int(near.sum()), "share": float(near.mean())}
     return summary | agreement(estimate[near], results["measured_ms"].to_numpy()[near]) if near.sum() >= 3 else summary
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 SAME_SPEED = 0.15  # the reference within 15 % of the anchor: the machine ran in the state the table was profiled in
+
+
+def at_speed(reference_ms, anchor_ms: float):
+    """Whether the reference's latency (a number or an array) says the machine ran in the anchor's speed state."""
+    return np.abs(np.asarray(reference_ms) / anchor_ms - 1) < SAME_SPEED
 
 
 class SpeedGate:
@@ -29,12 +36,9 @@ class SpeedGate:
         self.off_in_a_row = 0  # pauses asked for since the last admitted measurement
         self.on_wait = None  # called as on_wait(reference_ms, waited_s) before each pause
 
-    def at_speed(self, reference_ms: float) -> bool:
-        return abs(reference_ms / self.anchor_ms - 1) < SAME_SPEED
-
     def admits(self, reference_ms: float, wall_s: float) -> bool:
         """Whether to keep a measurement whose reference took ``reference_ms``; one set aside counts as waiting."""
-        admitted = self.at_speed(reference_ms) or self.waited_s >= self.wait_s
+        admitted = bool(at_speed(reference_ms, self.anchor_ms)) or self.waited_s >= self.wait_s
         if admitted:
             self.off_in_a_row = 0
         else:

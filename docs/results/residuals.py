@@ -15,7 +15,7 @@ import pandas as pd
 
 from instanas.space import parse_architecture
 from lut.store import load_table
-from profiler.speed_gate import SAME_SPEED
+from profiler.speed_gate import SAME_SPEED, at_speed
 
 RESULTS = "docs/results"
 VALIDATIONS = [  # (what, folder, the calibrated table it validated)
@@ -45,7 +45,7 @@ for label, folder, lut in VALIDATIONS:
     medians = error.groupby(speed, observed=True).median()
     print("  median error by fifth of the reference's raw latency: "
           + ", ".join(f"{interval.left:.2f}–{interval.right:.2f} ms {100 * value:+.2f} %" for interval, value in medians.items()))
-    near = (results["reference_ms"] / table.anchor_ms - 1).abs() < SAME_SPEED
+    near = pd.Series(at_speed(results["reference_ms"], table.anchor_ms))
     print(f"  within ±5 % / ±10 % where the reference ran within {100 * SAME_SPEED:.0f} % of the table's anchor ({table.anchor_ms:.2f} ms, "
           f"{near.sum()} children): {(~beyond[near]).mean():.3f} / {(error[near].abs() <= 0.1).mean():.4f}; "
           f"elsewhere ({(~near).sum()}): {(~beyond[~near]).mean():.3f} / {(error[~near].abs() <= 0.1).mean():.4f}")
