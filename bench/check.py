@@ -3,7 +3,8 @@
     python bench/check.py CURRENT.json [--baseline FILE] [--max-slowdown 1.5] [--max-single 2.2]
 
 For every benchmark in both runs: slowdown = (min now / min then) / (probe now / probe then), where the probe is torchvision's
-MobileNetV2 timed beside that benchmark, and ``min`` the fastest round (noise only ever adds time). A group
+MobileNetV2 timed beside that benchmark (for benchmarks marked ``host_bound``: JSON parsing and a numpy product, see
+``bench/conftest.py``), and ``min`` the fastest round (noise only ever adds time). A group
 (pytest-benchmark's group: module forward at one resolution, child forward, LUT, …) fails when the geometric mean of
 its slowdowns exceeds ``--max-slowdown``; a single benchmark fails past ``--max-single``. Between two runs of the
 same code here, group means stayed within 1.22× and single benchmarks within 1.50×, so a 2× slowdown of a hot path
@@ -47,6 +48,8 @@ def slowdowns(current: dict[str, dict], baseline: dict[str, dict]) -> list[tuple
     for name in sorted(current.keys() & baseline.keys()):
         now, then = current[name], baseline[name]
         raw = now["stats"]["min"] / then["stats"]["min"]
+        if now["extra_info"].get("probe") != then["extra_info"].get("probe"):
+            _fail(f"{name}: timed beside another speed probe than the baseline's: run `make bench-baseline`")
         probe = now["extra_info"]["probe_ms"] / then["extra_info"]["probe_ms"]
         rows.append((then.get("group") or name, name, raw, probe, raw / probe))
     return sorted(rows, key=lambda row: row[4], reverse=True)

@@ -74,12 +74,14 @@ def test_training_mode_forward(benchmark, graphs):
     benchmark(graphs[32], x, selection)
 
 
+@pytest.mark.host_bound
 def test_lut_loading(benchmark, bench_lut):
     benchmark.group = "LUT"
     table = benchmark(load_table, bench_lut)
     assert table.resolution == 32
 
 
+@pytest.mark.host_bound
 def test_estimate_10000(benchmark, bench_lut):
     table = load_table(bench_lut)
     archs = sample_architectures(10_000, keep=np.random.default_rng(0).uniform(0.05, 0.95, 10_000), seed=0)

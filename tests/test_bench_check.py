@@ -8,9 +8,10 @@ from pathlib import Path
 CHECK = Path(__file__).parents[1] / "bench" / "check.py"
 
 
-def _run_file(path, medians_and_probes: dict) -> Path:
+def _run_file(path, medians_and_probes: dict, probe_name: str = "mobilenet_v2") -> Path:
     benchmarks = [
-        {"fullname": name, "group": name[0], "stats": {"min": fastest}, "extra_info": {"probe_ms": probe}}
+        {"fullname": name, "group": name[0], "stats": {"min": fastest},
+         "extra_info": {"probe_ms": probe, "probe": probe_name}}
         for name, (fastest, probe) in medians_and_probes.items()
     ]
     path.write_text(json.dumps({"benchmarks": benchmarks}))
@@ -53,3 +54,11 @@ def test_unusable_input_is_one_line(tmp_path):
     result = _check(broken, broken)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error:") and result.stderr.count("\n") == 1
+
+
+def test_a_benchmark_timed_beside_another_probe_is_refused(tmp_path):
+    baseline = _run_file(tmp_path / "base.json", {"a": (1.0, 5.0)})
+    current = _run_file(tmp_path / "now.json", {"a": (1.0, 5.0)}, probe_name="host")
+    result = _check(current, baseline)
+    assert result.returncode == 2
+    assert "a: timed beside another speed probe" in result.stderr and "make bench-baseline" in result.stderr
