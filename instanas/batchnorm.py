@@ -19,9 +19,11 @@ def _batch_norms(network: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [module for module in network.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
 
 
-def recalibrate_batch_norm(network: nn.Module, batches: Iterable[Tensor], choose: Callable[[Tensor], Tensor]) -> int:
+def recalibrate_batch_norm(network: nn.Module, batches: Iterable[Tensor],
+                           choose: Callable[[Tensor], Tensor] | None = None) -> int:
     """Re-estimate every batch-norm layer's running statistics on ``batches`` of images, each image run through the
-    architecture ``choose(images)`` gives it; returns the number of images used. Weights are not touched."""
+    architecture ``choose(images)`` gives it (a meta-graph), or through ``network`` itself (a static network, e.g. a
+    child); returns the number of images used. Weights are not touched."""
     layers = _batch_norms(network)
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
@@ -33,7 +35,7 @@ def recalibrate_batch_norm(network: nn.Module, batches: Iterable[Tensor], choose
     try:
         with torch.no_grad():
             for images in batches:
-                network(images, choose(images))
+                network(images) if choose is None else network(images, choose(images))
                 images_seen += len(images)
     finally:
         for layer, momentum in zip(layers, momenta):
@@ -43,7 +45,8 @@ def recalibrate_batch_norm(network: nn.Module, batches: Iterable[Tensor], choose
 
 
 @contextmanager
-def recalibrated(network: nn.Module, batches: Iterable[Tensor], choose: Callable[[Tensor], Tensor]) -> Iterator[None]:
+def recalibrated(network: nn.Module, batches: Iterable[Tensor],
+                 choose: Callable[[Tensor], Tensor] | None = None) -> Iterator[None]:
     """Inside the block ``network`` has statistics recalibrated for ``choose``; afterwards its own are back."""
     saved = [(layer, layer.running_mean.clone(), layer.running_var.clone(), layer.num_batches_tracked.clone())
              for layer in _batch_norms(network)]

@@ -518,7 +518,7 @@ def correlate(
 @app.command()
 def calibrate(
     resolution: Resolution,
-    n: Annotated[int, typer.Option("-n", min=10, help="How many children to measure for the fit.")] = 300,
+    n: Annotated[int, typer.Option("-n", min=10, help="How many children to measure for the fit.")] = 1000,
     lut: LutPath = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration children.")] = 0,
     out: Annotated[Optional[Path], typer.Option("--out", help="Measurement folder (default runs/calibrate-R-<time>).")] = None,
@@ -534,10 +534,11 @@ def calibrate(
         str,
         typer.Option(
             "--model",
-            help="cells (a scale per feature-map size; costs per merge, module, cell executed, network), stages "
+            help="entries (cells, then a small correction of each entry and cell; wants about 1,000 children), "
+            "cells (a scale per feature-map size; costs per merge, module, cell executed, network), stages "
             "(the same without the per-cell cost) or linear (one scale; the first fit).",
         ),
-    ] = "cells",
+    ] = "entries",
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
 ) -> None:
@@ -567,6 +568,12 @@ def calibrate(
                f"(plain sum there: Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %)")
     for term, value in zip(terms, values):
         typer.echo(f"  {term}: {value:.4f}")
+    if "entry_corrections" in calibration:
+        import numpy as np
+
+        corrections = np.abs(calibration["entry_corrections"])
+        typer.echo(f"  corrections of {len(corrections)} entries and cells: median {100 * np.median(corrections):.1f} %, "
+                   f"largest {100 * corrections.max():.1f} %")
 
 
 def _epochs(name: str, what: str | None = None):
@@ -593,6 +600,8 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed of weights, sampling and data order.")] = 0,
     limit_train: Annotated[Optional[int], typer.Option("--limit-train", min=1, help="Use a fixed subset of N training images.")] = None,
     limit_val: Annotated[Optional[int], typer.Option("--limit-val", min=1, help="Use a fixed subset of N validation images.")] = None,
+    holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.99, help="Share of the training images no "
+                                           "stage trains on (the one-shot baseline chooses its frontier on them).")] = 0.1,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
     cell_merge: CellMerge = "mean",
@@ -697,8 +706,8 @@ def compare(
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
-    oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Architectures the one-shot baseline scores.")] = 10_000,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Re-train the one-shot frontier from scratch.")] = False,
+    oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Children the one-shot baseline scores on the held-out images (batch norm re-estimated for each).")] = 10_000,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Re-train five one-shot frontier points (cheapest to richest) from scratch.")] = False,
     retrain_snapshots: Annotated[str, typer.Option("--retrain-snapshots", help="InstaNAS search snapshots to re-train with the recipe: spread (five, first and last included), all, none, or epochs like 0,5,19.")] = "spread",
     measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = 5,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = 0.2,
@@ -726,7 +735,7 @@ def compare(
 ) -> None:
     """InstaNAS against MobileNetV2 (widths), one-shot, BlockDrop and ConvNet-AIG: table and frontier plot."""
     from instanas.compare import METHODS, CompareOptions, check_methods, compare as run_compare, parse_epochs
-    from instanas.train import TrainConfig, load_checkpoint, read_run
+    from instanas.train import RUN_KEYS, TrainConfig, load_checkpoint, read_run
     from lut.store import default_store, resolve_table
 
     saved = read_run(run)
@@ -747,7 +756,7 @@ def compare(
         recipe = {key: value for key, value in load_checkpoint(run / "mobilenetv2.pt")["settings"].items()
                   if key.startswith("finetune_")}
     config = TrainConfig(
-        **{key: saved[key] for key in ("dataset", "seed", "limit_train", "limit_val", "cell_merge")},
+        **{key: saved[key] for key in RUN_KEYS},
         data_dir=data_dir or saved["data_dir"],
         **(recipe | {key: options[key] for key in TrainConfig.__dataclass_fields__ if key in options and key != "data_dir"}),
     )

@@ -30,7 +30,7 @@ from instanas.baselines import DROPPABLE_CELLS
 from instanas.baselines.blockdrop import BlockDropStage
 from instanas.baselines.convnet_aig import ConvNetAIGStage
 from instanas.baselines.mobilenetv2 import WidthBaseline
-from instanas.baselines.oneshot import RetrainArchitecture, pareto_frontier, score_architectures
+from instanas.baselines.oneshot import BN_BATCHES, RetrainArchitecture, pareto_frontier, score_architectures
 from instanas.controller import Controller, deterministic_policy
 from instanas.errors import CheckpointError, InstaNASError
 from instanas.evaluate import Stopwatch, latency_confidence_spearman
@@ -74,6 +74,7 @@ class CompareOptions:
 
 
 SNAPSHOT_CHOICES = ("spread", "all", "none")
+RETRAIN_POINTS = 5  # one-shot frontier points re-trained with --retrain, spread from the cheapest to the richest
 
 
 def parse_epochs(text: str) -> list[int]:
@@ -169,9 +170,17 @@ class Comparison:
         row["spearman_latency_vs_mobilenetv2_confidence"] = np.nan if spearman is None else spearman
         return row
 
-    def _fixed_point(self, method: str, point: str, metagraph: MetaGraph, arch: np.ndarray) -> dict:
-        """One architecture of the space for every image, run by ``metagraph``'s weights."""
-        correct, _ = self._per_image(lambda images: (metagraph(images, _fixed(arch, len(images), images.device)), None))
+    def _fixed_point(self, method: str, point: str, metagraph: MetaGraph, arch: np.ndarray,
+                     recalibrate: bool = False) -> dict:
+        """One architecture of the space for every image, run by ``metagraph``'s weights (``recalibrate``: shared
+        weights, with batch-norm statistics re-estimated for this architecture, as it was scored)."""
+        choose = lambda images: _fixed(arch, len(images), images.device)  # noqa: E731
+        decide = lambda images: (metagraph(images, choose(images)), None)  # noqa: E731
+        if recalibrate:
+            with recalibrated(metagraph, self.trainer.calibration_images(BN_BATCHES), choose):
+                correct, _ = self._per_image(decide)
+        else:
+            correct, _ = self._per_image(decide)
         archs = np.broadcast_to(arch, (len(correct), *arch.shape))
         return self._dynamic_point(method, point, correct, archs, metagraph.child, 0.0, None, frontier=True)
 
@@ -221,15 +230,26 @@ class Comparison:
         return rows
 
     def oneshot(self) -> list[dict]:
+        """Children scored on the held-out training images, the frontier chosen there, its points evaluated on the
+        validation split; with ``retrain``, up to ``RETRAIN_POINTS`` of them (spread over latency) also re-trained."""
         metagraph = self._metagraph(load_checkpoint(self._needs("pretrain.pt", "instanas train --stage pretrain")))
-        scores = score_architectures(metagraph, self.batches, self.table, samples=self.options.oneshot_samples,
-                                     seed=self.config.seed, journal_path=self.out / "oneshot.csv", resume=True,
+        if self.trainer.holdout_set is None:
+            raise CheckpointError(f"{self.run_dir}: no held-out training images (trained with --holdout 0, or before "
+                                  "it existed); one-shot chooses its frontier on them: train a run with --holdout > 0")
+        device = self.trainer.device
+        holdout = [(images.to(device), labels.to(device))
+                   for images, labels in self.trainer.loader(self.trainer.holdout_set, 500, train=False)]
+        scores = score_architectures(metagraph, self.trainer.calibration_images(BN_BATCHES), holdout, self.table,
+                                     samples=self.options.oneshot_samples, seed=self.config.seed,
+                                     journal_path=self.out / "oneshot.csv", resume=True,
                                      show_progress=self.options.show_progress)
+        frontier = pareto_frontier(scores)
+        retrained = set(np.linspace(0, len(frontier) - 1, RETRAIN_POINTS).round().astype(int).tolist())
         rows = []
-        for item in pareto_frontier(scores).itertuples():
+        for position, item in enumerate(frontier.itertuples()):
             arch = parse_architecture(item.arch)
-            rows.append(self._fixed_point("oneshot", f"#{item.index}", metagraph, arch))
-            if self.options.retrain:
+            rows.append(self._fixed_point("oneshot", f"#{item.index}", metagraph, arch, recalibrate=True))
+            if self.options.retrain and position in retrained:
                 stage = self._train(RetrainArchitecture(self.trainer, True, item.index, item.arch))
                 rows.append(self._fixed_point("oneshot-retrained", f"#{item.index}", stage.network.eval(), arch))
         return rows
@@ -370,7 +390,7 @@ def frontier_plot(frame: pd.DataFrame, oneshot_scores: pd.DataFrame | None, titl
     with png_figure(path, (8, 5)) as axes:
         if oneshot_scores is not None and len(oneshot_scores):
             axes.scatter(oneshot_scores["lut_ms"], 100 * oneshot_scores["accuracy"], s=4, color="0.8",
-                         label=f"One-shot, all {len(oneshot_scores)} sampled")
+                         label=f"One-shot, all {len(oneshot_scores)} sampled (held-out training images)")
         styles = {"mobilenetv2": ("tab:red", "s"), "oneshot": ("tab:gray", "o"), "oneshot-retrained": ("black", "o"),
                   "blockdrop": ("tab:green", "^"), "convnet-aig": ("tab:purple", "v"), "instanas": ("tab:blue", "*"),
                   "instanas-search": ("tab:cyan", ".")}

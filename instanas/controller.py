@@ -1,9 +1,11 @@
 """The instance-aware controller (paper §3.3): a small, fast network that picks each image's child architecture.
 
-A stem and three basic residual blocks (16/32/64 channels), global pooling and one linear layer give 85 sigmoid
-probabilities, one per (cell, module). At 224 px it looks at a 2× average-pooled copy of the image through a 7×7
-stride-2 stem with max-pooling (the authors' ``Policy224``), so it stays cheap beside the network it steers.
-The same policy network, with one output per droppable cell, is BlockDrop's policy (:mod:`instanas.baselines`).
+A stem and basic residual blocks, global pooling and one linear layer give 85 sigmoid probabilities, one per (cell,
+module). At 32 and 64 px: a 3×3 stem and three blocks of 16/32/64 channels (the authors' ``Policy32``). At 224 px:
+a 2× average-pooled copy of the image through a 7×7 stride-2 stem with max-pooling, then four blocks of
+16/32/64/128 channels (the authors' ``Policy224``), so it stays cheap beside the network it steers. The same policy
+network, with one output per droppable cell, is BlockDrop's policy (:mod:`instanas.baselines`). Shortcuts that change
+shape are 1×1 convolutions (``Policy32``'s ResNet pads channels with zeros instead).
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from instanas.modules import ConvBNAct
-from instanas.space import ARCH_SHAPE, NUM_CELLS, NUM_MODULES, with_default_modules
+from instanas.space import ARCH_SHAPE, NUM_CELLS, NUM_MODULES, controller_widths, with_default_modules
 
-CONTROLLER_WIDTHS = (16, 32, 64)
 
 
 class BasicResidualBlock(nn.Module):
@@ -42,7 +43,8 @@ class PolicyNetwork(nn.Module):
     def __init__(self, resolution: int, outputs: int):
         super().__init__()
         self.resolution = resolution
-        first = CONTROLLER_WIDTHS[0]
+        widths = controller_widths(resolution)
+        first = widths[0]
         if resolution >= 224:
             self.stem = nn.Sequential(
                 nn.AvgPool2d(2),
@@ -51,12 +53,12 @@ class PolicyNetwork(nn.Module):
             )
         else:
             self.stem = ConvBNAct(3, first, 3)
-        widths = (first, *CONTROLLER_WIDTHS)
+        steps = (first, *widths)
         self.blocks = nn.Sequential(
-            *(BasicResidualBlock(w_in, w_out, 1 if i == 0 else 2) for i, (w_in, w_out) in enumerate(zip(widths, widths[1:])))
+            *(BasicResidualBlock(w_in, w_out, 1 if i == 0 else 2) for i, (w_in, w_out) in enumerate(zip(steps, steps[1:])))
         )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
-        self.logits = nn.Linear(CONTROLLER_WIDTHS[-1], outputs)
+        self.logits = nn.Linear(widths[-1], outputs)
 
     def forward(self, images: Tensor) -> Tensor:
         return torch.sigmoid(self.logits(self.pool(self.blocks(self.stem(images)))))

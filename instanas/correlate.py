@@ -176,7 +176,7 @@ def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float
     return summary | agreement(estimate[near], results["measured_ms"].to_numpy()[near]) if near.sum() >= 3 else summary
 
 
-def calibration_from_results(table, results_csv, model: str = "cells") -> dict:
+def calibration_from_results(table, results_csv, model: str = "entries") -> dict:
     """Fit ``table``'s calibration on measured children (``results.csv`` of a run)."""
     frame = pd.read_csv(results_csv)
     archs = np.stack([parse_architecture(text) for text in frame["arch"]])

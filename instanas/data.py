@@ -105,17 +105,19 @@ def _digits(train: bool, transform) -> Dataset:
     return TransformedTensors(images[chosen], labels[chosen], transform)
 
 
-def load_dataset(name: str, data_dir: str | Path | None, train: bool) -> Dataset:
-    """The training or validation split of ``name``; a missing or malformed folder raises :class:`DatasetError`."""
+def load_dataset(name: str, data_dir: str | Path | None, train: bool, augment: bool | None = None) -> Dataset:
+    """The training or validation split of ``name``, augmented (default: the training split); a missing or
+    malformed folder raises :class:`DatasetError`."""
     info = dataset_info(name)
+    augment = train if augment is None else augment
     if name == "digits":
-        return _digits(train, _transforms(info, train, from_tensor=True))
+        return _digits(train, _transforms(info, augment, from_tensor=True))
     if data_dir is None:
         raise DatasetError(f"dataset {name} needs --data-dir (nothing is downloaded)")
     root = Path(data_dir)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset folder")
-    transform = _transforms(info, train, from_tensor=False)
+    transform = _transforms(info, augment, from_tensor=False)
     from torchvision import datasets
 
     if name in ("cifar10", "cifar100"):
@@ -142,3 +144,13 @@ def subset(dataset: Dataset, limit: int | None, seed: int = 0) -> Dataset:
     indices = np.random.default_rng(seed).permutation(len(dataset))[:limit]
     return torch.utils.data.Subset(dataset, indices.tolist())
 
+
+def hold_out(augmented: Dataset, plain: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset | None]:
+    """Split a training split (given twice: augmented, and without augmentation) into the images trained on and a
+    fixed, seeded ``fraction`` held out from all training, returned without augmentation; ``None`` when 0."""
+    held = int(round(fraction * len(augmented)))
+    if not held:
+        return augmented, None
+    order = np.random.default_rng(seed + 1).permutation(len(augmented))
+    return (torch.utils.data.Subset(augmented, sorted(order[held:].tolist())),
+            torch.utils.data.Subset(plain, sorted(order[:held].tolist())))

@@ -258,6 +258,18 @@ def merge_key(cell: int, merged: int) -> str:
 
 
 CONTROLLER_KEY = "controller"  # the table also times the controller, which runs once per image
+LEGACY_CONTROLLER = "blocks 16-32-64"  # what every table timed before its controller entry named the controller
+
+
+def controller_widths(resolution: int) -> tuple[int, ...]:
+    """The channels of the controller's residual blocks (:mod:`instanas.controller`): the authors' ``Policy32``
+    below 224 px, their ``Policy224`` at 224 px."""
+    return (16, 32, 64, 128) if resolution >= 224 else (16, 32, 64)
+
+
+def controller_signature(resolution: int) -> str:
+    """What the LUT records with the controller's entry, so that a table timed with another controller is refused."""
+    return "blocks " + "-".join(str(width) for width in controller_widths(resolution))
 
 
 def entry_keys() -> list[str]:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from instanas.atomic import atomic_write
 from instanas.batchnorm import recalibrated
 from instanas.controller import Controller, deterministic_policy, encouraged
-from instanas.data import dataset_info, load_dataset, subset
+from instanas.data import dataset_info, hold_out, load_dataset, subset
 from instanas.errors import CheckpointError, ConfigError
 from instanas.metagraph import MetaGraph, check_merge
 from instanas.progress import progress_bar
@@ -55,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     limit_train: int | None = None  # quick runs: a fixed subset of the training split
     limit_val: int | None = None
+    holdout: float = 0.1  # share of the training split no stage trains on: the one-shot baseline chooses on it
     cell_merge: str = "mean"  # how a cell merges its modules: "mean", or "sum" (the paper's); see instanas.metagraph
     # stage 1: one-shot pre-training with drop-path
     pretrain_epochs: int = 164
@@ -124,6 +125,8 @@ class TrainConfig:
         if self.pretrain_schedule not in PRETRAIN_SCHEDULES:
             raise ConfigError(f"unknown pre-training schedule {self.pretrain_schedule!r} "
                               f"(choose from {', '.join(PRETRAIN_SCHEDULES)})")
+        if not 0 <= self.holdout < 1:
+            raise ConfigError(f"held-out share {self.holdout} must lie in [0, 1)")
         if not 0 <= self.final_drop_path < 1:
             raise ConfigError(f"final drop-path rate {self.final_drop_path} must lie in [0, 1)")
 
@@ -204,13 +207,14 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 RUN_FILE = "run.json"
-RUN_DEFAULTS = {"cell_merge": "sum"}  # what run folders written before a field existed were trained with
+RUN_KEYS = ("dataset", "seed", "limit_train", "limit_val", "holdout", "cell_merge")  # TrainConfig's, per run
+RUN_DEFAULTS = {"cell_merge": "sum", "holdout": 0.0}  # what run folders written before a field existed were trained with
 
 
 def record_run(out: Path, config: TrainConfig, resolution: int) -> None:
     """Write (first stage) or check (later stages) what every stage of a run folder must share: its data."""
-    run = {"dataset": config.dataset, "data_dir": config.data_dir, "resolution": resolution, "seed": config.seed,
-           "limit_train": config.limit_train, "limit_val": config.limit_val, "cell_merge": config.cell_merge}
+    values = asdict(config)
+    run = {"data_dir": config.data_dir, "resolution": resolution} | {key: values[key] for key in RUN_KEYS}
     path = out / RUN_FILE
     if path.exists():
         saved = read_run(out)
@@ -264,7 +268,9 @@ class Trainer:
         self.config, self.out, self.workers = config, Path(out), workers
         self.info = dataset_info(config.dataset)
         self.resolution = self.info.resolution
-        self.train_set = subset(load_dataset(config.dataset, config.data_dir, train=True), config.limit_train, config.seed)
+        training = [subset(load_dataset(config.dataset, config.data_dir, train=True, augment=augment), config.limit_train,
+                           config.seed) for augment in ((True, False) if config.holdout else (True,))]
+        self.train_set, self.holdout_set = hold_out(training[0], training[-1], config.holdout, config.seed)
         self.val_set = subset(load_dataset(config.dataset, config.data_dir, train=False), config.limit_val, config.seed)
         self.show_progress = show_progress and workers.main
         self.device = workers.device
@@ -306,13 +312,14 @@ class Trainer:
     def new_controller(self) -> Controller:
         return Controller(self.resolution).to(self.device)
 
-    def calibration_images(self, batches: int = 10, batch: int = 64) -> list[Tensor]:
-        """A fixed set of training images (the first batches of a seeded shuffle) to recalibrate batch norm on."""
-        if self._calibration is None:
-            loader = DataLoader(self.train_set, batch_size=batch, shuffle=True,
+    def calibration_images(self, batches: int = 10) -> list[Tensor]:
+        """A fixed set of training images (the first batches of 64 of a seeded shuffle) to recalibrate batch norm
+        on; a smaller set is the start of a larger one."""
+        if self._calibration is None or len(self._calibration) < batches:
+            loader = DataLoader(self.train_set, batch_size=64, shuffle=True,
                                 generator=torch.Generator().manual_seed(self.config.seed))
             self._calibration = [images.to(self.device) for images, _ in itertools.islice(loader, batches)]
-        return self._calibration
+        return self._calibration[:batches]
 
     def evaluate(self, network: nn.Module, choose: Callable[[Tensor], Tensor] | None = None, table=None,
                  mode: str = "plain", recalibrate: bool = False) -> dict:
@@ -362,14 +369,16 @@ def supervised_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
 
 
 def self_critical_loss(probabilities: Tensor, reward: Callable[[Tensor], tuple[Tensor, ...]], alpha: float,
-                       entropy_weight: float, decided: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+                       entropy_weight: float, decided: Tensor | None = None,
+                       summed: bool = False) -> tuple[Tensor, tuple[Tensor, ...]]:
     """REINFORCE with the self-critical baseline (paper eq. 1), as InstaNAS and BlockDrop train their policies.
 
     Actions are drawn from the encouraged probabilities p' = α·p + (1 − α)(1 − p); the advantage of each image is
     ``reward(drawn, True)`` minus ``reward(greedy, False)`` (greedy: p > 0.5), priced in that order (``reward``
     returns the per-image reward first, then anything the caller wants back for the drawn actions). The entropy
     term is the authors' β·Σ −p'·log p'. Entries outside ``decided`` are forced on (BlockDrop's curriculum) and get
-    no gradient. Returns the loss, averaged over images, and what ``reward`` returned for the drawn actions.
+    no gradient. Returns the loss, averaged over images (``summed``: summed over them, as BlockDrop's fine-tuning
+    script does), and what ``reward`` returned for the drawn actions.
     """
     explore = encouraged(probabilities, alpha)
     distribution = torch.distributions.Bernoulli(probs=explore)
@@ -384,7 +393,8 @@ def self_critical_loss(probabilities: Tensor, reward: Callable[[Tensor], tuple[T
     clamped = explore.clamp(1e-15, 1 - 1e-15)
     entropy = -(clamped * clamped.log()).sum()
     policy_term = (log_probability * advantage.view(-1, *[1] * (probabilities.dim() - 1))).sum()
-    return (-policy_term - entropy_weight * entropy) / len(probabilities), sampled
+    loss = -policy_term - entropy_weight * entropy
+    return (loss if summed else loss / len(probabilities)), sampled
 
 
 def _fixed(architecture: np.ndarray, count: int, device) -> Tensor:

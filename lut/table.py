@@ -22,10 +22,12 @@ from instanas.errors import ArchitectureError, LUTError
 from instanas.space import (
     ARCH_SHAPE,
     CONTROLLER_KEY,
+    LEGACY_CONTROLLER,
     MODULE_NAMES,
     NUM_CELLS,
     NUM_MODULES,
     REQUIRED_CELLS,
+    controller_signature,
     entry_keys,
     search_space,
 )
@@ -140,10 +142,15 @@ class LatencyTable:
     @property
     def controller_ms(self) -> float:
         """The controller's latency (it runs once per image, before the chosen child)."""
-        found = self.entries.loc[self.entries["key"] == CONTROLLER_KEY, "median_ms"]
+        found = self.entries.loc[self.entries["key"] == CONTROLLER_KEY]
         if found.empty:
             raise LUTError(f"{self._name()}: has no controller entry (profiled by an older instanas); profile again")
-        return float(found.iloc[0])
+        timed = found["module"].iloc[0]
+        timed = timed if isinstance(timed, str) else LEGACY_CONTROLLER  # made before the entry named its controller
+        if timed != controller_signature(self.resolution):
+            raise LUTError(f"{self._name()}: timed another controller ({timed}; this instanas has "
+                           f"{controller_signature(self.resolution)}); profile again")
+        return float(found["median_ms"].iloc[0])
 
     @property
     def cell_merge(self) -> str:
@@ -184,7 +191,7 @@ class LatencyTable:
             counts = _module_counts(batch)
             total = self.fixed_ms + batch.reshape(len(batch), -1) @ self.module_ms.reshape(-1) + self._merges_ms(counts)
         else:
-            total = self.calibrated(*self.parts(batch))
+            total = self.calibrated(*self.parts(batch), archs=batch)
         return float(total[0]) if single else total
 
     def parts(self, archs: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
@@ -198,8 +205,9 @@ class LatencyTable:
         return self.merge_ms[np.arange(NUM_CELLS), counts].sum(axis=1)
 
     def calibrated(self, fixed_ms, cells_ms: np.ndarray, merges_ms: np.ndarray, modules: np.ndarray,
-                   mode: str = "calibrated") -> np.ndarray:
-        """The estimate from a network's parts (:meth:`parts`; a network outside the space times its own)."""
+                   mode: str = "calibrated", archs: np.ndarray | None = None) -> np.ndarray:
+        """The estimate from a network's parts (:meth:`parts`; a network outside the space times its own and gives
+        no ``archs``: the ``entries`` model's corrections of the space's own entries then do not apply)."""
         plain = fixed_ms + cells_ms.sum(axis=1) + merges_ms
         if mode == "plain":
             return plain
@@ -207,7 +215,10 @@ class LatencyTable:
         if fit.get("model", "linear") == "linear":
             return fit["scale"] * plain + fit["per_module_ms"] * modules + fit["per_network_ms"]
         terms = calibration_terms(self.resolution, cells_ms, merges_ms, modules, fit["model"])
-        return fixed_ms + terms @ fit["coefficients"]
+        total = fixed_ms + terms @ fit["coefficients"]
+        if fit["model"] == "entries" and archs is not None:
+            total = total + _entry_terms(archs, self.module_ms) @ np.asarray(fit["entry_corrections"])
+        return total
 
     # -- serialisation ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -254,7 +265,8 @@ def _module_counts(archs: np.ndarray) -> np.ndarray:
     return counts
 
 
-CALIBRATION_MODELS = ("cells", "stages", "linear")
+CALIBRATION_MODELS = ("entries", "cells", "stages", "linear")
+ENTRY_RIDGE = 1e-4  # per child fitted, on corrections measured as shares of a network's latency
 
 
 def check_calibration_model(model: str) -> None:
@@ -269,15 +281,21 @@ def calibration_terms(resolution: int, cells_ms: np.ndarray, merges_ms: np.ndarr
     A cell executes when it runs a module, so when its entries sum to more than zero."""
     cell_sizes = np.array([cell.input_hw for cell in search_space(resolution).cells])
     per_size = [cells_ms[:, cell_sizes == size].sum(axis=1) for size in _feature_map_sizes(resolution)]
-    executed_cells = [(cells_ms > 0).sum(axis=1)] if model == "cells" else []
+    executed_cells = [(cells_ms > 0).sum(axis=1)] if model != "stages" else []
     return np.column_stack([*per_size, merges_ms, modules, *executed_cells, np.ones(len(modules))])
 
 
 def calibration_term_names(resolution: int, model: str = "cells") -> list[str]:
     sizes = _feature_map_sizes(resolution)
-    executed_cells = ["ms per cell executed"] if model == "cells" else []
+    executed_cells = ["ms per cell executed"] if model != "stages" else []
     return [*(f"scale of modules at {size}x{size}" for size in sizes), "scale of merges", "ms per module",
             *executed_cells, "ms per network"]
+
+
+def _entry_terms(archs: np.ndarray, module_ms: np.ndarray) -> np.ndarray:
+    """The ``entries`` model's terms: each (cell, module) entry a network executes, and each cell it executes."""
+    archs = np.asarray(archs, dtype=bool)
+    return np.hstack([(archs * module_ms).reshape(len(archs), -1), archs.any(axis=2)])
 
 
 def _feature_map_sizes(resolution: int) -> list[int]:
@@ -285,13 +303,17 @@ def _feature_map_sizes(resolution: int) -> list[int]:
     return sorted({cell.input_hw for cell in search_space(resolution).cells}, reverse=True)
 
 
-def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndarray, model: str = "cells") -> dict:
+def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndarray, model: str = "entries") -> dict:
     """Least-squares correction of what isolated entry timing misses, fitted on measured children.
 
     ``cells`` (default): ``stem + head + Σ_size a_size · modules at that size + b · merges + c · modules
     + e · cells executed + d``. Inside a network a module's cost differs from its isolated timing by a factor that
     depends on its feature-map size (caches, call overhead relative to work), plus a cost per module executed, per
     cell that runs any module (the cell's own call and shortcut), and per network.
+    ``entries`` (the default): ``cells``, then a correction of each entry and of each cell's own cost inside a
+    network (a few per cent: what the network around a module changes), fitted on the relative residuals with a
+    ridge penalty towards none. It needs more children than the terms it fits (about 1,000; see
+    ``docs/results/calibration_models.md``); a network outside the space gets the ``cells`` part.
     ``stages``: the same without the per-cell cost (at 32 px its misses gather in the smallest networks).
     ``linear``: ``scale · plain + per_module_ms · modules + per_network_ms`` (one global scale).
     """
@@ -306,8 +328,15 @@ def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndar
                 "per_network_ms": float(per_network), "children": int(len(measured_ms))}
     design = calibration_terms(table.resolution, cells_ms, merges_ms, modules, model)
     coefficients, *_ = np.linalg.lstsq(design, measured_ms - fixed_ms, rcond=None)
-    return {"model": model, "terms": calibration_term_names(table.resolution, model),
-            "coefficients": [float(value) for value in coefficients], "children": int(len(measured_ms))}
+    fit = {"model": model, "terms": calibration_term_names(table.resolution, model),
+           "coefficients": [float(value) for value in coefficients], "children": int(len(measured_ms))}
+    if model == "entries":
+        estimate_ms = fixed_ms + design @ coefficients
+        shares = _entry_terms(archs, table.module_ms) / estimate_ms[:, None]
+        penalty = ENTRY_RIDGE * len(measured_ms) * np.eye(shares.shape[1])
+        corrections = np.linalg.solve(shares.T @ shares + penalty, shares.T @ (measured_ms / estimate_ms - 1))
+        fit |= {"entry_corrections": [float(value) for value in corrections], "ridge": ENTRY_RIDGE}
+    return fit
 
 
 def compare_tables(before: LatencyTable, after: LatencyTable) -> pd.DataFrame:

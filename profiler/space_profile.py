@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from instanas.controller import Controller
 from instanas.metagraph import MetaGraph, merge_outputs
-from instanas.space import CONTROLLER_KEY, MAX_MERGED, MODULE_NAMES, merge_key, module_key
+from instanas.space import CONTROLLER_KEY, MAX_MERGED, MODULE_NAMES, controller_signature, merge_key, module_key
 from profiler.reference import reference_timer
 from profiler.speed_gate import SpeedGate
 from profiler.timing import PairedStats
@@ -103,7 +103,8 @@ def profile_tasks(graph: MetaGraph) -> list[ProfileTask]:
     tasks.append(ProfileTask("head", "head", None, None, None, lambda: (graph.head, feature_map(last.out_channels, last.output_hw))))
     controller = Controller(space.resolution)
     image = feature_map(3, space.resolution)
-    tasks.append(ProfileTask(CONTROLLER_KEY, "controller", None, None, None, lambda: (controller, image)))
+    tasks.append(ProfileTask(CONTROLLER_KEY, "controller", None, controller_signature(space.resolution), None,
+                             lambda: (controller, image)))
     return tasks
 
 

@@ -15,6 +15,8 @@ import pytest
 from instanas.correlate import ChildTimer, Children, CorrelationRun, agreement
 from instanas.harness import Harness
 from instanas.space import (
+    NUM_CELLS,
+    NUM_MODULES,
     correlation_sample,
     format_architecture,
     full_architecture,
@@ -149,15 +151,43 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     estimate = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(calibrated.path), "--json")
     payload = json.loads(estimate.stdout)
     fit = calibrated.calibration
-    assert fit["model"] == "cells" and fit["harness"]["group"] == 4 and len(fit["coefficients"]) == len(fit["terms"])
-    plain = calibrated.estimate(parse_architecture(arch))
-    fixed_ms, cells_ms, merges_ms, modules = calibrated.parts(parse_architecture(arch)[None])
+    assert fit["model"] == "entries" and fit["harness"]["group"] == 4 and len(fit["coefficients"]) == len(fit["terms"])
+    assert len(fit["entry_corrections"]) == NUM_CELLS * NUM_MODULES + NUM_CELLS
+    chosen = parse_architecture(arch)
+    plain = calibrated.estimate(chosen)
+    fixed_ms, cells_ms, merges_ms, modules = calibrated.parts(chosen[None])
     terms = calibration_terms(32, cells_ms, merges_ms, modules)[0]
-    expected = fixed_ms + terms @ fit["coefficients"]
+    entries = np.concatenate([(chosen * calibrated.module_ms).ravel(), chosen.any(axis=1)])
+    expected = fixed_ms + terms @ fit["coefficients"] + entries @ fit["entry_corrections"]
     assert payload["mode"] == "calibrated" and payload["estimate_ms"] == pytest.approx(expected)
     assert terms[:4].sum() + merges_ms[0] + fixed_ms == pytest.approx(plain), "the terms split the plain sum"
     plain_run = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(calibrated.path), "--mode", "plain", "--json")
     assert json.loads(plain_run.stdout)["estimate_ms"] == pytest.approx(plain)
+
+
+def test_entries_model_finds_an_entry_that_costs_more_inside_networks(profiled):
+    """Children where the costliest entry costs 40 % more than its isolated timing (as a module can, inside a
+    network): the ``entries`` model finds that entry's correction, and predicts other children better than ``cells``."""
+    table = load_table(profiled)
+    archs, _ = correlation_sample(1200, seed=5)
+    cell, module = np.unravel_index(np.argmax(table.module_ms), table.module_ms.shape)
+    rng = np.random.default_rng(1)
+
+    def measure(chosen):
+        fixed_ms, cells_ms, merges_ms, modules = table.parts(chosen)
+        extra = 0.4 * table.module_ms[cell, module] * chosen[:, cell, module]
+        return fixed_ms + cells_ms.sum(axis=1) * 1.1 + merges_ms + 0.05 * modules + 0.3 + extra
+
+    fit_on, held_out = archs[:1000], archs[1000:]
+    measured = measure(fit_on) * rng.normal(1, 0.005, len(fit_on))
+    errors = {}
+    for model in ("entries", "cells"):
+        table.meta["calibration"] = fit_calibration(table, fit_on, measured, model)
+        errors[model] = np.abs(table.estimate(held_out, mode="calibrated") / measure(held_out) - 1).mean()
+    corrections = np.array(fit_calibration(table, fit_on, measured, "entries")["entry_corrections"])
+    per_entry = corrections[: NUM_CELLS * NUM_MODULES]
+    assert np.argmax(per_entry) == cell * NUM_MODULES + module and per_entry.max() > 0.1, per_entry.max()
+    assert errors["entries"] < 0.6 * errors["cells"], errors
 
 
 def test_calibrated_mode_needs_a_calibration(profiled, cli):

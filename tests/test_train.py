@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,8 @@ from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import Cutout, load_dataset
 from instanas.errors import DatasetError, LUTError
 from instanas.reward import LatencyBounds, instance_reward, latency_reward
-from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, smallest_architecture
-from instanas.train import Pretrain, drop_path_rate
+from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, parse_architecture, smallest_architecture
+from instanas.train import Pretrain, TrainConfig, Trainer, Workers, drop_path_rate, read_run
 from lut.store import load_table
 
 from conftest import TINY
@@ -30,6 +31,26 @@ def test_controller_gives_probabilities_per_cell_and_module(resolution):
     probabilities = Controller(resolution).eval()(torch.randn(3, 3, resolution, resolution))
     assert probabilities.shape == (3, 17, 5)
     assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+@pytest.mark.parametrize("resolution, widths, pooled_hw", [(32, [16, 32, 64], 8), (224, [16, 32, 64, 128], 4)])
+def test_controller_is_the_authors_policy_network(resolution, widths, pooled_hw):
+    """``Policy32``: three residual blocks; ``Policy224``: four, on a 2× pooled image through a 7×7 stride-2 stem and
+    max-pooling, down to a 4×4 map before global pooling."""
+    controller = Controller(resolution).eval()
+    assert [block.body[0][0].out_channels for block in controller.blocks] == widths
+    assert controller.logits.in_features == widths[-1]
+    seen = []
+    controller.pool.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].shape))
+    controller(torch.randn(1, 3, resolution, resolution))
+    assert seen == [torch.Size([1, widths[-1], pooled_hw, pooled_hw])]
+
+
+def test_a_table_timed_with_another_controller_is_refused():
+    """The 224 px tables in docs/results were timed before the controller grew its fourth block (``Policy224``)."""
+    table = load_table(Path(__file__).parents[1] / "docs/results/correlate-224/res224-v4.json")
+    with pytest.raises(LUTError, match="timed another controller .blocks 16-32-64; this instanas has blocks 16-32-64-128"):
+        table.controller_ms
 
 
 def test_deterministic_policy_thresholds_and_fills_required_cells():
@@ -98,6 +119,19 @@ def test_digits_are_real_images_split_apart():
     assert image.shape == (3, 32, 32) and 0 <= label < 10 and image.std() > 0.3
 
 
+def test_a_share_of_the_training_images_is_held_out_from_training(tmp_path):
+    """The held-out images are none of the trained-on ones, and come without augmentation (the same twice)."""
+    trainer = Trainer(TrainConfig(dataset="digits", workers=0, limit_train=200, holdout=0.1), tmp_path, Workers())
+    assert len(trainer.train_set) == 180 and len(trainer.holdout_set) == 20
+    assert not set(trainer.train_set.indices) & set(trainer.holdout_set.indices)
+    torch.testing.assert_close(trainer.holdout_set[0][0], trainer.holdout_set[0][0])
+    assert json.loads((tmp_path / "run.json").read_text())["holdout"] == 0.1
+    assert Trainer(TrainConfig(dataset="digits", workers=0, holdout=0.0), tmp_path / "all", Workers()).holdout_set is None
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps({"dataset": "digits", "resolution": 32}))
+    assert read_run(tmp_path / "old")["holdout"] == 0.0, "runs from before --holdout trained on every image"
+
+
 def test_cutout_erases_one_square():
     torch.manual_seed(1)
     erased = Cutout(8)(torch.ones(3, 32, 32))
@@ -133,7 +167,11 @@ def test_three_stages_then_evaluate_end_to_end(profiled, trained_run, cli):
     report = json.loads((run / "evaluation" / "report.json").read_text())
     table = load_table(profiled)
     assert report["images"] == 40 and 0 <= report["accuracy"] <= 1
-    assert report["lut_ms"]["mean"] >= table.estimate(smallest_architecture()) + table.controller_ms
+    chosen = pd.read_csv(run / "evaluation" / "architectures.csv")
+    per_arch = [table.estimate(parse_architecture(arch), report["lut"]["mode"]) for arch in chosen["arch"]]
+    expected = np.average(np.array(per_arch) + table.controller_ms, weights=chosen["images"])
+    assert chosen["images"].sum() == 40 and report["lut_ms"]["mean"] == pytest.approx(expected), \
+        "the mean LUT latency is each image's architecture's estimate plus the controller"
     assert report["measured_ms"]["architectures_measured"] <= 2 and report["measured_ms"]["controller_ms"] > 0
     assert set(report["mobilenetv2"]) >= {"accuracy", "lut_ms", "spearman_latency_vs_baseline_confidence"}
     paths = [report["checkpoint"], report["lut"]["path"], report["mobilenetv2"]["checkpoint"]]
@@ -178,7 +216,8 @@ def test_distributed_pretraining_on_two_cpu_processes(tmp_path):
     """torchrun with the gloo backend: each process sees half the images, the metrics count all of them."""
     run = tmp_path / "run"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-               "-m", "instanas", "train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "1", "--out", str(run)]
+               "-m", "instanas", "train", *TINY, "--holdout", "0", "--stage", "pretrain", "--pretrain-epochs", "1",
+               "--out", str(run)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,5 +1,6 @@
-"""The calibration models side by side: each fitted on a resolution's 300 calibration children, scored on its 10,000
-validation children (the same measurements; only the fit differs). The README's calibration table comes from here.
+"""The calibration models side by side: each fitted on a resolution's calibration children (``calibration/``: 300 at
+32 px, 1,000 where the folder was calibrated with the ``entries`` default), scored on its 10,000 validation children
+(the same measurements; only the fit differs). The README's calibration table comes from here.
 
 Usage (repository root): python docs/results/calibration_models.py
 """
@@ -20,8 +21,8 @@ def children(path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([parse_architecture(text) for text in frame["arch"]]), frame["measured_ms"].to_numpy()
 
 
-print("| resolution | model | Pearson | validation MAPE | within ±5 % | within ±10 % | worst error |")
-print("|---|---|---|---|---|---|---|")
+print("| resolution | model | calibration children | Pearson | validation MAPE | within ±5 % | within ±10 % | worst error |")
+print("|---|---|---|---|---|---|---|---|")
 for resolution, profile in PROFILES.items():
     folder = f"{RESULTS}/correlate-{resolution}"
     try:
@@ -36,5 +37,5 @@ for resolution, profile in PROFILES.items():
         estimate = table.estimate(validation[0], mode="plain" if model == "plain" else "calibrated")
         scores = agreement(estimate, validation[1])
         worst = np.abs(estimate / validation[1] - 1).max()
-        print(f"| {resolution} px | {model} | {scores['pearson']:.4f} | {scores['mape_pct']:.2f} % | {100 * scores['within_5pct']:.2f} % | "
+        print(f"| {resolution} px | {model} | {len(calibration[1])} | {scores['pearson']:.4f} | {scores['mape_pct']:.2f} % | {100 * scores['within_5pct']:.2f} % | "
               f"{100 * scores['within_10pct']:.2f} % | {100 * worst:.1f} % |")

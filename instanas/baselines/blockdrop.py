@@ -3,9 +3,10 @@
 A policy network (InstaNAS's controller body with one output per droppable cell) looks at the image and keeps or
 drops each residual cell. Reward: 1 − (kept fraction)² when the prediction is right, γ otherwise; REINFORCE with
 the self-critical baseline. First a curriculum with the backbone fixed (epoch e lets the policy decide the last
-e + 1 droppable cells, earlier ones always run), then joint fine-tuning of policy and backbone (the policy loss plus
-the backbone's cross-entropy on the sampled policy), as the authors' ``cl_training.py`` and ``finetune.py`` do; the
-policy loss is averaged over images here, as InstaNAS's is.
+e + 1 droppable cells, earlier ones always run; policy loss and entropy bonus averaged over the batch), then joint
+fine-tuning of policy and backbone (the policy loss summed over the batch plus the backbone's mean cross-entropy on
+the sampled policy), each weighted as the authors' ``cl_training.py`` and ``finetune.py`` weigh them. Epochs are
+fewer than theirs (``--blockdrop-*-epochs``; the README's Departures).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class BlockDropStage(Stage):
                 return priced[-1]
 
             loss, (_, correct, logits) = self_critical_loss(
-                self.policy_model(images), reward, config.alpha, entropy_weight, decided.expand(len(images), -1)
+                self.policy_model(images), reward, config.alpha, entropy_weight, decided.expand(len(images), -1),
+                summed=joint,
             )
             if joint:
                 loss = loss + F.cross_entropy(logits, labels)
