@@ -20,7 +20,7 @@ from profiler.speed_gate import SAME_SPEED, at_speed
 RESULTS = "docs/results"
 VALIDATIONS = [  # (what, folder, the calibrated table it validated)
     ("64 px, gated", "correlate-64", "res64-v5.json"),
-    ("224 px, gated", "correlate-224", "res224-v4.json"),
+    ("224 px, gated", "correlate-224", "res224-v7.json"),
     ("32 px, ungated", "correlate-32", "res32-v2.json"),
     ("64 px, ungated", "ungated/correlate-64", "res64-v2.json"),
     ("224 px, ungated", "ungated/correlate-224", "res224-v3.json"),
