@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -142,6 +143,11 @@ class Comparison:
                     archs.append(selection.cpu().numpy().astype(bool))
         return np.concatenate(correct), np.concatenate(archs) if archs else None
 
+    @staticmethod
+    def _statistics(metagraph: MetaGraph, choose: Callable[[Tensor], Tensor], images: list[Tensor] | None):
+        """Batch-norm statistics re-estimated on ``images`` for what ``choose`` picks; without images, its own."""
+        return recalibrated(metagraph, images, choose) if images else nullcontext()
+
     def mobilenetv2_confidence(self) -> np.ndarray:
         """Per validation image, the run's MobileNetV2 1.0×'s softmax confidence in the true class: how easy it is."""
         if self._difficulty is None:
@@ -176,10 +182,7 @@ class Comparison:
         weights, with batch-norm statistics re-estimated for this architecture, as it was scored)."""
         choose = lambda images: _fixed(arch, len(images), images.device)  # noqa: E731
         decide = lambda images: (metagraph(images, choose(images)), None)  # noqa: E731
-        if recalibrate:
-            with recalibrated(metagraph, self.trainer.calibration_images(BN_BATCHES), choose):
-                correct, _ = self._per_image(decide)
-        else:
+        with self._statistics(metagraph, choose, self.trainer.calibration_images(BN_BATCHES) if recalibrate else None):
             correct, _ = self._per_image(decide)
         archs = np.broadcast_to(arch, (len(correct), *arch.shape))
         return self._dynamic_point(method, point, correct, archs, metagraph.child, 0.0, None, frontier=True)
@@ -290,10 +293,8 @@ class Comparison:
             selection = choose(images)
             return metagraph(images, selection), selection
 
-        if recalibrate:  # shared weights: batch-norm statistics for the architectures this snapshot picks
-            with recalibrated(metagraph, self.trainer.calibration_images(), choose):
-                correct, archs = self._per_image(decide)
-        else:
+        # shared weights: batch-norm statistics for the architectures this snapshot picks
+        with self._statistics(metagraph, choose, self.trainer.calibration_images() if recalibrate else None):
             correct, archs = self._per_image(decide)
         return self._dynamic_point(method, point, correct, archs, metagraph.child, self.table.controller_ms,
                                    (controller, None), frontier=not recalibrate)
