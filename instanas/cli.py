@@ -206,9 +206,10 @@ def measure(
 
         stats = reference_timer(threads).measure(child, image, min_run_time=min_time)
         result |= stats.as_dict() | {
-            "paired_ms": stats.ratio * table.anchor_ms,
-            "paired_iqr_ms": stats.ratio_iqr * table.anchor_ms,
+            "paired_ms": float(table.paired_ms(stats.ratio, stats.reference_ms)),
+            "paired_iqr_ms": float(table.paired_ms(stats.ratio_iqr, stats.reference_ms)),
             "anchor_ms": table.anchor_ms,
+            "speed_exponent": table.speed_exponent,
             "lut": report_path(table.path),
             f"estimate_{table.default_mode}_ms": table.estimate(selection, mode=table.default_mode),
         }
@@ -222,7 +223,8 @@ def measure(
     if table is not None:
         typer.echo(
             f"paired: {result['paired_ms']:.3f} ms (IQR {result['paired_iqr_ms']:.3f} ms) = ratio {stats.ratio:.4f} to "
-            f"the reference × the LUT's anchor {table.anchor_ms:.3f} ms (reference now {stats.reference_ms:.3f} ms); "
+            f"the reference × the LUT's anchor {table.anchor_ms:.3f} ms × (reference now {stats.reference_ms:.3f} ms / "
+            f"anchor) ^ {table.speed_exponent:.3f}; "
             f"LUT {table.default_mode} estimate {result[f'estimate_{table.default_mode}_ms']:.3f} ms"
         )
 
@@ -473,6 +475,11 @@ Group = Annotated[
 ]
 WarmupCalls = Annotated[int, typer.Option("--warmup-calls", min=1, help="Untimed calls of each child first.")]
 MinRuns = Annotated[int, typer.Option("--min-runs", min=3, help="Timed blocks per child, at least.")]
+Passes = Annotated[
+    int,
+    typer.Option("--passes", min=1, help="Measurements of each child, seconds apart in other groups (their geometric "
+                 "mean counts): the machine's timing noise lasts about a second, so each pass is a new draw of it."),
+]
 
 
 @app.command()
@@ -493,6 +500,7 @@ def correlate(
     group: Group = _HARNESS.group,
     warmup_calls: WarmupCalls = _HARNESS.warmup_calls,
     min_runs: MinRuns = _HARNESS.min_runs,
+    passes: Passes = _HARNESS.passes,
     mode: Mode = None,
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
@@ -508,7 +516,7 @@ def correlate(
     children = Children.from_file(archs) if archs is not None else Children.sampled(n or 10_000, seed)
     table = _paired_table(resolution, lut, threads, None, allow_foreign_lut)
     out_dir = _run_folder(out, f"correlate-{resolution}", resume)
-    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs)
+    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes)
     report = _measure_children(table, out_dir, f"correlate {resolution} px", children, harness,
                                mode=mode or table.default_mode, resume=resume, wait_for_speed=wait_for_speed)
     _print_agreement(report)
@@ -530,6 +538,7 @@ def calibrate(
     group: Group = _HARNESS.group,
     warmup_calls: WarmupCalls = _HARNESS.warmup_calls,
     min_runs: MinRuns = _HARNESS.min_runs,
+    passes: Passes = _HARNESS.passes,
     model: Annotated[
         str,
         typer.Option(
@@ -539,6 +548,14 @@ def calibrate(
             "(the same without the per-cell cost) or linear (one scale; the first fit).",
         ),
     ] = "entries",
+    speed_correction: Annotated[
+        bool,
+        typer.Option(
+            "--speed-correction/--no-speed-correction",
+            help="Also fit how much of the reference's changes of speed the children share (the speed exponent), and "
+            "bring every measurement to the table's speed with it; off: the plain pairing, ratio × anchor.",
+        ),
+    ] = False,
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
 ) -> None:
@@ -556,10 +573,10 @@ def calibrate(
     store = store or default_store()
     table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False)
     out_dir = _run_folder(out, f"calibrate-{resolution}", resume)
-    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs)
+    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes)
     report = _measure_children(table, out_dir, f"calibrate {resolution} px", Children.sampled(n, seed + CALIBRATION_STREAM),
                                harness, mode="plain", resume=resume, wait_for_speed=wait_for_speed)
-    calibration = calibration_from_results(table, out_dir / "results.csv", model) | {
+    calibration = calibration_from_results(table, out_dir / "results.csv", model, speed_correction) | {
         "measurements": report_path(out_dir), "harness": harness.settings()}
     calibrated = save_calibrated(table, calibration, store)
     terms = calibration.get("terms", ["scale", "ms per module", "ms per network"])
@@ -568,6 +585,9 @@ def calibrate(
                f"(plain sum there: Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %)")
     for term, value in zip(terms, values):
         typer.echo(f"  {term}: {value:.4f}")
+    if "speed_exponent" in calibration:
+        typer.echo(f"  speed exponent: {calibration['speed_exponent']:.3f} (the share of the reference's changes of "
+                   f"speed the children do not share)")
     if "entry_corrections" in calibration:
         import numpy as np
 

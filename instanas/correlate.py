@@ -2,8 +2,10 @@
 
 Children are sampled with a keep probability drawn per child, so cheap and rich networks are both represented; each
 is built with only its selected modules and timed as the profile times its entries: in blocks alternating with the
-reference network. Its ``measured_ms`` is that ratio times the LUT's reference anchor (milliseconds at the machine's
-typical speed while profiling), and its raw median is kept as ``raw_ms``: the report gives both. A child whose ratio
+reference network. Its ``paired_ms`` is that ratio times the LUT's reference anchor (milliseconds at the machine's
+typical speed while profiling), its ``measured_ms`` the same brought to the table's speed with the calibration's
+speed exponent (:meth:`lut.table.LatencyTable.paired_ms`; equal without one), and its raw median is kept as
+``raw_ms``: the report gives all three. A child whose ratio
 spread is large is measured again, the steadier run kept; with a :class:`~profiler.speed_gate.SpeedGate`, a child
 timed while the machine ran in another speed state than its table's is set aside and timed again later. Rows are
 appended to ``results.csv`` as they are measured, so a killed run resumes without losing or repeating a measurement.
@@ -38,8 +40,8 @@ from profiler.timing import PairedStats
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
 RESULT_COLUMNS = [
-    "index", "arch", "label", "keep", "estimate_ms", "measured_ms", "raw_ms", "reference_ms", "ratio_iqr", "runs",
-    "attempts", "wall_s",
+    "index", "arch", "label", "keep", "estimate_ms", "measured_ms", "paired_ms", "raw_ms", "reference_ms", "ratio_iqr",
+    "runs", "attempts", "wall_s",
 ]
 
 
@@ -125,14 +127,29 @@ class ChildTimer:
             stats = min((first[k], again.get(k, first[k])), key=lambda result: result.ratio_iqr / result.ratio)
             yield ChildTiming(index, stats, 2 if k in again else 1, wall)
 
+    def _timed_chunk(self, archs: np.ndarray, chunk: list[int]) -> Iterator[ChildTiming]:
+        """Each child of ``chunk`` measured ``harness.passes`` times, ``harness.group`` at a time: the first pass in
+        order, every later one in its own shuffled order (other neighbours, other reference blocks)."""
+        passes: dict[int, list[ChildTiming]] = {index: [] for index in chunk}
+        order = list(chunk)
+        for number in range(self.harness.passes):
+            if number:
+                order = [order[k] for k in np.random.default_rng([number, *chunk[:1]]).permutation(len(order))]
+            for start in range(0, len(order), self.harness.group):
+                for timing in self._timed_group(archs, order[start:start + self.harness.group]):
+                    passes[timing.index].append(timing)
+        for index, timings in passes.items():
+            yield ChildTiming(index, PairedStats.combined([timing.stats for timing in timings]),
+                              sum(timing.attempts for timing in timings), sum(timing.wall_s for timing in timings))
+
     def run(self, archs: np.ndarray, indices: list[int], gate: SpeedGate | None = None) -> Iterator[ChildTiming]:
-        """Measure ``indices``, ``harness.group`` at a time; with a ``gate``, only while the machine is at speed."""
+        """Measure ``indices``, ``harness.chunk`` at a time; with a ``gate``, only while the machine is at speed."""
         queue = deque(indices)
         set_aside: dict[int, ChildTiming] = {}
         while queue:
-            group = [queue.popleft() for _ in range(min(self.harness.group, len(queue)))]
+            chunk = [queue.popleft() for _ in range(min(self.harness.chunk, len(queue)))]
             admitted = True
-            for timing in self._timed_group(archs, group):
+            for timing in self._timed_chunk(archs, chunk):
                 if gate is None or gate.admits(timing.stats.reference_ms, timing.wall_s):
                     yield timing.after(set_aside.pop(timing.index, None))
                 else:
@@ -176,11 +193,15 @@ def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float
     return summary | agreement(estimate[near], results["measured_ms"].to_numpy()[near]) if near.sum() >= 3 else summary
 
 
-def calibration_from_results(table, results_csv, model: str = "entries") -> dict:
-    """Fit ``table``'s calibration on measured children (``results.csv`` of a run)."""
+def calibration_from_results(table, results_csv, model: str = "entries", speed_correction: bool = False) -> dict:
+    """Fit ``table``'s calibration on measured children (``results.csv`` of a run); with ``speed_correction``, also a
+    speed exponent, on the same children. Runs made before ``paired_ms`` existed measured it as
+    ``measured_ms``."""
     frame = pd.read_csv(results_csv)
     archs = np.stack([parse_architecture(text) for text in frame["arch"]])
-    return fit_calibration(table, archs, frame["measured_ms"].to_numpy(), model)
+    paired = frame["paired_ms"] if "paired_ms" in frame else frame["measured_ms"]
+    reference = frame["reference_ms"].to_numpy() if speed_correction else None
+    return fit_calibration(table, archs, paired.to_numpy(), model, reference)
 
 
 def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
@@ -254,7 +275,7 @@ class CorrelationRun:
 
     def _record(self, timing: ChildTiming) -> None:
         i = timing.index
-        self.measured[i] = timing.stats.ratio * self.table.anchor_ms
+        self.measured[i] = float(self.table.paired_ms(timing.stats.ratio, timing.stats.reference_ms))
         self.results.append(
             {
                 "index": i,
@@ -263,6 +284,7 @@ class CorrelationRun:
                 "keep": round(float(self.children.keep[i]), 4),
                 "estimate_ms": float(self.estimates[i]),
                 "measured_ms": self.measured[i],
+                "paired_ms": timing.stats.ratio * self.table.anchor_ms,
                 "raw_ms": timing.stats.median_ms,
                 "reference_ms": timing.stats.reference_ms,
                 "ratio_iqr": timing.stats.ratio_iqr,
@@ -292,6 +314,8 @@ class CorrelationRun:
             **by_mode[self.mode],
             "by_mode": by_mode,
             "raw": agreement(estimates[self.mode], frame["raw_ms"]),
+            "paired": agreement(estimates[self.mode], frame["paired_ms"]),
+            "speed_exponent": table.speed_exponent,
             "remeasured": int((frame["attempts"] > 1).sum()),
             "lut": {"path": report_path(table.path), "version": table.version, "content_hash": table.content_hash},
             "fingerprint": table.meta["fingerprint"],

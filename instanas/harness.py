@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# Timing noise lasts about a second here (errors of children timed one after the other correlate 0.35, 16 apart 0.03:
+# docs/results/xeon/), so passes that far apart are independent measurements.
+PASS_SPACING = 64
+
 
 @dataclass(frozen=True)
 class Harness:
     """How children are timed. ``group`` children share each reference block (1: a reference block beside every
     child block, as the LUT's entries are profiled); each child gets ``warmup_calls`` warm-up calls and at least
-    ``min_runs`` timed blocks and ``min_run_time`` seconds. The defaults cost 0.10 s per child at 32 px against
+    ``min_runs`` timed blocks and ``min_run_time`` seconds, in each of ``passes`` measurements. The defaults cost 0.10 s per child at 32 px against
     0.17 s for the profile's pairing (``--group 1 --warmup-calls 3 --min-runs 7 --min-time 0.1``) at the agreement
     that pairing gives twice (``docs/results/correlate-harness/``)."""
 
@@ -19,6 +23,13 @@ class Harness:
     warmup_calls: int = 1
     min_runs: int = 5
     remeasure_iqr: float = 0.2  # a child whose ratio IQR exceeds this share of its ratio is measured again
+    passes: int = 1  # measurements of each child, PASS_SPACING children apart in time; their ratios' geometric mean
+
+    @property
+    def chunk(self) -> int:
+        """Children timed together: one group, or with several passes PASS_SPACING children, each pass in its own
+        grouping (the second pass puts each child beside other children, seconds after the first)."""
+        return self.group if self.passes == 1 else max(PASS_SPACING, self.group)
 
     def settings(self) -> dict:
         return asdict(self)

@@ -170,6 +170,16 @@ class LatencyTable:
         return self.meta.get("calibration")
 
     @property
+    def speed_exponent(self) -> float:
+        """How much of the reference's change of speed a network does not share (0 for a table without one)."""
+        return float((self.calibration or {}).get("speed_exponent", 0.0))
+
+    def paired_ms(self, ratio, reference_ms):
+        """A paired measurement (``ratio`` to the reference, which ran at ``reference_ms``) in ms at the table's
+        speed: ``ratio · anchor · (reference_ms / anchor) ** speed_exponent`` (see :func:`fit_speed_exponent`)."""
+        return to_table_speed(np.asarray(ratio) * self.anchor_ms, reference_ms, self.anchor_ms, self.speed_exponent)
+
+    @property
     def default_mode(self) -> str:
         return "calibrated" if self.calibration else "plain"
 
@@ -303,7 +313,32 @@ def _feature_map_sizes(resolution: int) -> list[int]:
     return sorted({cell.input_hw for cell in search_space(resolution).cells}, reverse=True)
 
 
-def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndarray, model: str = "entries") -> dict:
+def to_table_speed(paired_ms, reference_ms, anchor_ms: float, exponent: float):
+    """Paired milliseconds (ratio × anchor) brought to the anchor's speed: × (reference / anchor) ** exponent."""
+    return np.asarray(paired_ms, dtype=float) * (np.asarray(reference_ms, dtype=float) / anchor_ms) ** exponent
+
+
+def fit_speed_exponent(table: LatencyTable, archs: np.ndarray, paired_ms: np.ndarray, reference_ms: np.ndarray) -> float:
+    """The exponent κ of :meth:`LatencyTable.paired_ms`, fitted on children measured as ``ratio · anchor``.
+
+    Pairing divides a network's time by the reference's timed beside it, as if both slowed alike when the machine
+    does. They do not: a network slows by part of the reference's change (``docs/results/speed-exponent/``), so its
+    ratio falls when the reference runs slow. κ is minus the slope of log(measured / the ``cells`` fit) against
+    log(reference / anchor), kept within [0, 1]: 0 trusts the pairing fully, 1 takes the raw time (ratio × the
+    reference's own time); a fit on few children or a machine of one speed can say more than the data holds.
+    """
+    fixed_ms, cells_ms, merges_ms, modules = table.parts(np.asarray(archs, dtype=bool))
+    design = calibration_terms(table.resolution, cells_ms, merges_ms, modules, "cells")
+    coefficients, *_ = np.linalg.lstsq(design, paired_ms - fixed_ms, rcond=None)
+    residual = np.log(paired_ms / (fixed_ms + design @ coefficients))
+    speed = np.log(np.asarray(reference_ms, dtype=float) / table.anchor_ms)
+    if np.ptp(speed) == 0:
+        return 0.0
+    return float(np.clip(-np.polyfit(speed, residual, 1)[0], 0.0, 1.0))
+
+
+def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndarray, model: str = "entries",
+                    reference_ms: np.ndarray | None = None) -> dict:
     """Least-squares correction of what isolated entry timing misses, fitted on measured children.
 
     ``cells`` (default): ``stem + head + Σ_size a_size · modules at that size + b · merges + c · modules
@@ -316,20 +351,27 @@ def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndar
     ``docs/results/calibration_models.md``); a network outside the space gets the ``cells`` part.
     ``stages``: the same without the per-cell cost (at 32 px its misses gather in the smallest networks).
     ``linear``: ``scale · plain + per_module_ms · modules + per_network_ms`` (one global scale).
+    With the reference's latency beside each measurement (``reference_ms``), the measurements (``ratio · anchor``)
+    are first brought to the table's speed with a fitted :func:`fit_speed_exponent`, stored as ``speed_exponent``.
     """
     check_calibration_model(model)
     fixed_ms, cells_ms, merges_ms, modules = table.parts(np.asarray(archs, dtype=bool))
     measured_ms = np.asarray(measured_ms, dtype=float)
+    speed = {}
+    if reference_ms is not None:
+        exponent = fit_speed_exponent(table, archs, measured_ms, reference_ms)
+        measured_ms = to_table_speed(measured_ms, reference_ms, table.anchor_ms, exponent)
+        speed = {"speed_exponent": exponent}
     if model == "linear":
         plain = table.calibrated(fixed_ms, cells_ms, merges_ms, modules, mode="plain")
         design = np.column_stack([plain, modules, np.ones(len(plain))])
         (scale, per_module, per_network), *_ = np.linalg.lstsq(design, measured_ms, rcond=None)
         return {"model": model, "scale": float(scale), "per_module_ms": float(per_module),
-                "per_network_ms": float(per_network), "children": int(len(measured_ms))}
+                "per_network_ms": float(per_network), "children": int(len(measured_ms))} | speed
     design = calibration_terms(table.resolution, cells_ms, merges_ms, modules, model)
     coefficients, *_ = np.linalg.lstsq(design, measured_ms - fixed_ms, rcond=None)
     fit = {"model": model, "terms": calibration_term_names(table.resolution, model),
-           "coefficients": [float(value) for value in coefficients], "children": int(len(measured_ms))}
+           "coefficients": [float(value) for value in coefficients], "children": int(len(measured_ms))} | speed
     if model == "entries":
         estimate_ms = fixed_ms + design @ coefficients
         shares = _entry_terms(archs, table.module_ms) / estimate_ms[:, None]

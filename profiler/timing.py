@@ -163,6 +163,26 @@ class PairedStats:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def combined(cls, measurements: list[PairedStats]) -> PairedStats:
+        """Several measurements of one module as one: geometric means of its medians and ratios, the mean ratio IQR
+        (one measurement's spread) and reference latency, all their blocks."""
+        if len(measurements) == 1:
+            return measurements[0]
+
+        def geometric(name: str) -> float:
+            return float(np.exp(np.mean([np.log(getattr(m, name)) for m in measurements])))
+
+        return cls(
+            median_ms=geometric("median_ms"),
+            iqr_ms=float(np.mean([m.iqr_ms for m in measurements])),
+            ratio=geometric("ratio"),
+            ratio_iqr=float(np.mean([m.ratio_iqr for m in measurements])),
+            reference_ms=float(np.mean([m.reference_ms for m in measurements])),
+            runs=sum(m.runs for m in measurements),
+            calls_per_run=measurements[0].calls_per_run,
+        )
+
 
 class PairedTimer:
     """Times modules in blocks alternating with blocks of one reference network, kept warm between measurements.

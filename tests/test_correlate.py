@@ -127,7 +127,8 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     lut.parent.mkdir(parents=True)
     shutil.copy(profiled, lut)
     measured = tmp_path / "calibration"
-    result = cli("calibrate", *QUICK, "-n", "12", "--lut", str(lut), "--store", str(store), "--out", str(measured))
+    result = cli("calibrate", *QUICK, "-n", "12", "--lut", str(lut), "--store", str(store), "--out", str(measured),
+                 "--speed-correction")
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in lut.parent.glob("*.json")) == ["res32-v1.json", "res32-v2.json"]
     calibrated = load_table(lut.parent / "res32-v2.json")
@@ -146,6 +147,10 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     assert ("within_5pct" in report["at_table_speed"]) == (same_speed.sum() >= 3)
     validation_archs = set(rows["arch"])
     assert not calibration_archs & validation_archs, "calibration children are kept apart from validation"
+    exponent = calibrated.calibration["speed_exponent"]
+    assert report["speed_exponent"] == exponent and set(report["paired"]) >= {"pearson", "within_5pct"}
+    np.testing.assert_allclose(rows["measured_ms"],
+                               rows["paired_ms"] * (rows["reference_ms"] / calibrated.anchor_ms) ** exponent)
 
     arch = next(iter(validation_archs))
     estimate = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(calibrated.path), "--json")
@@ -190,6 +195,25 @@ def test_entries_model_finds_an_entry_that_costs_more_inside_networks(profiled):
     assert errors["entries"] < 0.6 * errors["cells"], errors
 
 
+def test_speed_exponent_brings_measurements_to_the_tables_speed(profiled):
+    """Children that slow by 70 % of the reference's change of speed (κ = 0.3): paired measurements then fall as the
+    reference slows; the fit finds κ, and the table's ``paired_ms`` turns them back into the latencies at its speed."""
+    table = load_table(profiled)
+    archs, _ = correlation_sample(600, seed=2)
+    rng = np.random.default_rng(4)
+    true_ms = table.estimate(archs) * 1.2 + 0.2
+    reference_ms = table.anchor_ms * rng.uniform(0.88, 1.15, len(archs))
+    ratio = true_ms / table.anchor_ms * (reference_ms / table.anchor_ms) ** -0.3 * rng.normal(1, 0.003, len(archs))
+    paired = ratio * table.anchor_ms
+    fit = fit_calibration(table, archs, paired, "cells", reference_ms)
+    assert fit["speed_exponent"] == pytest.approx(0.3, abs=0.03)
+    assert "speed_exponent" not in fit_calibration(table, archs, paired, "cells"), "no references, no exponent"
+    table.meta["calibration"] = fit
+    corrected = table.paired_ms(ratio, reference_ms)
+    assert np.abs(corrected / true_ms - 1).max() < 0.02 < np.abs(paired / true_ms - 1).max()
+    np.testing.assert_allclose(table.estimate(archs, mode="calibrated"), true_ms, rtol=0.02)
+
+
 def test_calibrated_mode_needs_a_calibration(profiled, cli):
     arch = format_architecture(correlation_sample(1, 0)[0][0])
     result = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(profiled), "--mode", "calibrated")
@@ -227,6 +251,17 @@ def test_fit_calibration_recovers_known_costs(profiled, model):
     assert fit["terms"][0] == "scale of modules at 32x32" and fit["children"] == 300
     table.meta["calibration"] = fit
     np.testing.assert_allclose(table.estimate(archs, mode="calibrated"), measured, atol=0.05)
+
+
+def test_calibrate_without_speed_correction_keeps_the_plain_pairing(profiled, tmp_path, cli):
+    store = tmp_path / "store"
+    result = cli("calibrate", *QUICK, "-n", "10", "--lut", str(profiled), "--store", str(store), "--out",
+                 str(tmp_path / "calibration"))  # the default: no speed correction
+    assert result.returncode == 0, result.stderr
+    (calibrated,) = store.glob("*/res32-v*.json")
+    table = load_table(calibrated)
+    assert "speed_exponent" not in table.calibration and table.speed_exponent == 0.0
+    assert table.paired_ms(2.0, 3 * table.anchor_ms) == pytest.approx(2 * table.anchor_ms)
 
 
 def test_unknown_calibration_model_is_refused(profiled, cli):
@@ -338,6 +373,33 @@ def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
     for old, new in zip(paired, grouped):
         assert abs(new.ratio - old.ratio) <= old.ratio_iqr + new.ratio_iqr + 0.03 * old.ratio, (old, new)
     assert grouped[0].ratio < grouped[1].ratio < grouped[3].ratio, "smallest < MobileNetV2-like < full"
+
+
+def test_passes_time_each_child_again_beside_other_children():
+    """With two passes every child is measured twice, the second time in another group; its result is the geometric
+    mean of the two ratios and counts both measurements' blocks."""
+    archs, _ = correlation_sample(8, seed=3)
+    harness = Harness(min_run_time=0.01, passes=2)
+    timer = ChildTimer(32, harness, threads=1, merge="mean")
+    groups, measured = [], {}
+    timed_group = timer._timed_group
+
+    def recorded(archs, group):  # the real measurement, with what it measured written down
+        groups.append(list(group))
+        for timing in timed_group(archs, group):
+            measured.setdefault(timing.index, []).append(timing.stats)
+            yield timing
+
+    timer._timed_group = recorded
+    timings = list(timer.run(archs, list(range(8))))
+    assert sorted(timing.index for timing in timings) == list(range(8))
+    assert groups[:2] == [[0, 1, 2, 3], [4, 5, 6, 7]] and len(groups) == 4
+    assert sorted(sum(groups[2:], [])) == list(range(8)) and groups[2:] != groups[:2], "the second pass regroups"
+    for timing in timings:
+        first, second = measured[timing.index]
+        assert timing.stats.ratio == pytest.approx(np.sqrt(first.ratio * second.ratio))
+        assert timing.stats.runs == first.runs + second.runs and timing.attempts >= 2
+    assert Harness(passes=2).settings()["passes"] == 2, "a resumed run must have the same passes"
 
 
 def test_children_timed_off_the_tables_speed_are_timed_again(profiled, tmp_path):
