@@ -206,8 +206,8 @@ def measure(
 
         stats = reference_timer(threads).measure(child, image, min_run_time=min_time)
         result |= stats.as_dict() | {
-            "paired_ms": float(table.paired_ms(stats.ratio, stats.reference_ms)),
-            "paired_iqr_ms": float(table.paired_ms(stats.ratio_iqr, stats.reference_ms)),
+            "paired_ms": float(table.measured_ms(stats.ratio, stats.reference_ms)),
+            "paired_iqr_ms": float(table.measured_ms(stats.ratio_iqr, stats.reference_ms)),
             "anchor_ms": table.anchor_ms,
             "speed_exponent": table.speed_exponent,
             "lut": report_path(table.path),

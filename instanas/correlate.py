@@ -4,7 +4,7 @@ Children are sampled with a keep probability drawn per child, so cheap and rich 
 is built with only its selected modules and timed as the profile times its entries: in blocks alternating with the
 reference network. Its ``paired_ms`` is that ratio times the LUT's reference anchor (milliseconds at the machine's
 typical speed while profiling), its ``measured_ms`` the same brought to the table's speed with the calibration's
-speed exponent (:meth:`lut.table.LatencyTable.paired_ms`; equal without one), and its raw median is kept as
+speed exponent (:meth:`lut.table.LatencyTable.measured_ms`; equal without one), and its raw median is kept as
 ``raw_ms``: the report gives all three. A child whose ratio
 spread is large is measured again, the steadier run kept; with a :class:`~profiler.speed_gate.SpeedGate`, a child
 timed while the machine ran in another speed state than its table's is set aside and timed again later. Rows are
@@ -275,7 +275,7 @@ class CorrelationRun:
 
     def _record(self, timing: ChildTiming) -> None:
         i = timing.index
-        self.measured[i] = float(self.table.paired_ms(timing.stats.ratio, timing.stats.reference_ms))
+        self.measured[i] = float(self.table.measured_ms(timing.stats.ratio, timing.stats.reference_ms))
         self.results.append(
             {
                 "index": i,

@@ -43,7 +43,7 @@ def _predict(metagraph: MetaGraph, loader: DataLoader, choose) -> tuple[np.ndarr
 
 class Stopwatch:
     """Measured ms of modules: paired with the reference network, converted with the LUT's anchor and speed exponent
-    (its units: :meth:`lut.table.LatencyTable.paired_ms`)."""
+    (its units: :meth:`lut.table.LatencyTable.measured_ms`)."""
 
     def __init__(self, table, *, threads: int | None = None, min_run_time: float = 0.2):
         from profiler.reference import reference_timer
@@ -54,7 +54,7 @@ class Stopwatch:
 
     def __call__(self, module: torch.nn.Module, example_input) -> float:
         stats = self.timer.measure(module.eval(), example_input, min_run_time=self.min_run_time)
-        return float(self.table.paired_ms(stats.ratio, stats.reference_ms))
+        return float(self.table.measured_ms(stats.ratio, stats.reference_ms))
 
     def images(self, networks: dict[str, torch.nn.Module], resolution: int) -> dict[str, float]:
         """Each network on one image."""

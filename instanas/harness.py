@@ -14,9 +14,9 @@ PASS_SPACING = 64
 class Harness:
     """How children are timed. ``group`` children share each reference block (1: a reference block beside every
     child block, as the LUT's entries are profiled); each child gets ``warmup_calls`` warm-up calls and at least
-    ``min_runs`` timed blocks and ``min_run_time`` seconds, in each of ``passes`` measurements. The defaults cost 0.10 s per child at 32 px against
-    0.17 s for the profile's pairing (``--group 1 --warmup-calls 3 --min-runs 7 --min-time 0.1``) at the agreement
-    that pairing gives twice (``docs/results/correlate-harness/``)."""
+    ``min_runs`` timed blocks and ``min_run_time`` seconds, in each of ``passes`` measurements. The defaults cost
+    0.10 s per child at 32 px against 0.17 s for the profile's pairing (``--group 1 --warmup-calls 3 --min-runs 7
+    --min-time 0.1``) at the agreement that pairing gives twice (``docs/results/correlate-harness/``)."""
 
     min_run_time: float = 0.05
     group: int = 4

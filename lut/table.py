@@ -174,7 +174,7 @@ class LatencyTable:
         """How much of the reference's change of speed a network does not share (0 for a table without one)."""
         return float((self.calibration or {}).get("speed_exponent", 0.0))
 
-    def paired_ms(self, ratio, reference_ms):
+    def measured_ms(self, ratio, reference_ms):
         """A paired measurement (``ratio`` to the reference, which ran at ``reference_ms``) in ms at the table's
         speed: ``ratio · anchor · (reference_ms / anchor) ** speed_exponent`` (see :func:`fit_speed_exponent`)."""
         return to_table_speed(np.asarray(ratio) * self.anchor_ms, reference_ms, self.anchor_ms, self.speed_exponent)
@@ -318,8 +318,9 @@ def to_table_speed(paired_ms, reference_ms, anchor_ms: float, exponent: float):
     return np.asarray(paired_ms, dtype=float) * (np.asarray(reference_ms, dtype=float) / anchor_ms) ** exponent
 
 
-def fit_speed_exponent(table: LatencyTable, archs: np.ndarray, paired_ms: np.ndarray, reference_ms: np.ndarray) -> float:
-    """The exponent κ of :meth:`LatencyTable.paired_ms`, fitted on children measured as ``ratio · anchor``.
+def fit_speed_exponent(table: LatencyTable, parts: tuple, paired_ms: np.ndarray, reference_ms: np.ndarray) -> float:
+    """The exponent κ of :meth:`LatencyTable.measured_ms`, fitted on children measured as ``ratio · anchor`` whose
+    :meth:`LatencyTable.parts` are ``parts``.
 
     Pairing divides a network's time by the reference's timed beside it, as if both slowed alike when the machine
     does. They do not: a network slows by part of the reference's change (``docs/results/speed-exponent/``), so its
@@ -327,7 +328,7 @@ def fit_speed_exponent(table: LatencyTable, archs: np.ndarray, paired_ms: np.nda
     log(reference / anchor), kept within [0, 1]: 0 trusts the pairing fully, 1 takes the raw time (ratio × the
     reference's own time); a fit on few children or a machine of one speed can say more than the data holds.
     """
-    fixed_ms, cells_ms, merges_ms, modules = table.parts(np.asarray(archs, dtype=bool))
+    fixed_ms, cells_ms, merges_ms, modules = parts
     design = calibration_terms(table.resolution, cells_ms, merges_ms, modules, "cells")
     coefficients, *_ = np.linalg.lstsq(design, paired_ms - fixed_ms, rcond=None)
     residual = np.log(paired_ms / (fixed_ms + design @ coefficients))
@@ -359,7 +360,7 @@ def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndar
     measured_ms = np.asarray(measured_ms, dtype=float)
     speed = {}
     if reference_ms is not None:
-        exponent = fit_speed_exponent(table, archs, measured_ms, reference_ms)
+        exponent = fit_speed_exponent(table, (fixed_ms, cells_ms, merges_ms, modules), measured_ms, reference_ms)
         measured_ms = to_table_speed(measured_ms, reference_ms, table.anchor_ms, exponent)
         speed = {"speed_exponent": exponent}
     if model == "linear":

@@ -209,7 +209,7 @@ def test_speed_exponent_brings_measurements_to_the_tables_speed(profiled):
     assert fit["speed_exponent"] == pytest.approx(0.3, abs=0.03)
     assert "speed_exponent" not in fit_calibration(table, archs, paired, "cells"), "no references, no exponent"
     table.meta["calibration"] = fit
-    corrected = table.paired_ms(ratio, reference_ms)
+    corrected = table.measured_ms(ratio, reference_ms)
     assert np.abs(corrected / true_ms - 1).max() < 0.02 < np.abs(paired / true_ms - 1).max()
     np.testing.assert_allclose(table.estimate(archs, mode="calibrated"), true_ms, rtol=0.02)
 
@@ -261,7 +261,7 @@ def test_calibrate_without_speed_correction_keeps_the_plain_pairing(profiled, tm
     (calibrated,) = store.glob("*/res32-v*.json")
     table = load_table(calibrated)
     assert "speed_exponent" not in table.calibration and table.speed_exponent == 0.0
-    assert table.paired_ms(2.0, 3 * table.anchor_ms) == pytest.approx(2 * table.anchor_ms)
+    assert table.measured_ms(2.0, 3 * table.anchor_ms) == pytest.approx(2 * table.anchor_ms)
 
 
 def test_unknown_calibration_model_is_refused(profiled, cli):

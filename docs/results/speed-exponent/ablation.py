@@ -54,7 +54,7 @@ for machine, gated, folder, profile, model in VALIDATIONS:
     for corrected in (False, True):
         fit = fit_calibration(table, *calibration[:2], model=model, reference_ms=calibration[2] if corrected else None)
         table.meta["calibration"] = fit
-        measured = table.paired_ms(paired / table.anchor_ms, reference)
+        measured = table.measured_ms(paired / table.anchor_ms, reference)
         estimate = table.estimate(archs, mode="calibrated")
         scores = agreement(estimate, measured)
         error = estimate / measured - 1
