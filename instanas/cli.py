@@ -553,9 +553,9 @@ def calibrate(
         typer.Option(
             "--speed-correction/--no-speed-correction",
             help="Also fit how much of the reference's changes of speed the children share (the speed exponent), and "
-            "bring every measurement to the table's speed with it; off: the plain pairing, ratio × anchor.",
+            "bring every measurement to the table's speed with it (the default); off: the plain pairing, ratio × anchor.",
         ),
-    ] = False,
+    ] = True,
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
 ) -> None:
@@ -726,7 +726,7 @@ def compare(
     data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
-    oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Children the one-shot baseline scores on the held-out images (batch norm re-estimated for each).")] = 10_000,
+    oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Children the one-shot baseline scores on the held-out images (batch norm re-estimated for each).")] = 300,
     retrain: Annotated[bool, typer.Option("--retrain", help="Re-train five one-shot frontier points (cheapest to richest) from scratch.")] = False,
     retrain_snapshots: Annotated[str, typer.Option("--retrain-snapshots", help="InstaNAS search snapshots to re-train with the recipe: spread (five, first and last included), all, none, or epochs like 0,5,19.")] = "spread",
     measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = 5,

@@ -193,7 +193,7 @@ def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float
     return summary | agreement(estimate[near], results["measured_ms"].to_numpy()[near]) if near.sum() >= 3 else summary
 
 
-def calibration_from_results(table, results_csv, model: str = "entries", speed_correction: bool = False) -> dict:
+def calibration_from_results(table, results_csv, model: str = "entries", speed_correction: bool = True) -> dict:
     """Fit ``table``'s calibration on measured children (``results.csv`` of a run); with ``speed_correction``, also a
     speed exponent, on the same children. Runs made before ``paired_ms`` existed measured it as
     ``measured_ms``."""

@@ -127,8 +127,8 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     lut.parent.mkdir(parents=True)
     shutil.copy(profiled, lut)
     measured = tmp_path / "calibration"
-    result = cli("calibrate", *QUICK, "-n", "12", "--lut", str(lut), "--store", str(store), "--out", str(measured),
-                 "--speed-correction")
+    result = cli("calibrate", *QUICK, "-n", "12", "--lut", str(lut), "--store", str(store), "--out", str(measured))
+    # the default fits a speed exponent
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in lut.parent.glob("*.json")) == ["res32-v1.json", "res32-v2.json"]
     calibrated = load_table(lut.parent / "res32-v2.json")
@@ -256,7 +256,7 @@ def test_fit_calibration_recovers_known_costs(profiled, model):
 def test_calibrate_without_speed_correction_keeps_the_plain_pairing(profiled, tmp_path, cli):
     store = tmp_path / "store"
     result = cli("calibrate", *QUICK, "-n", "10", "--lut", str(profiled), "--store", str(store), "--out",
-                 str(tmp_path / "calibration"))  # the default: no speed correction
+                 str(tmp_path / "calibration"), "--no-speed-correction")
     assert result.returncode == 0, result.stderr
     (calibrated,) = store.glob("*/res32-v*.json")
     table = load_table(calibrated)
