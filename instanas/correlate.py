@@ -182,7 +182,8 @@ def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
 
 
 def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float) -> dict:
-    """The agreement of the children timed while the machine ran at the speed the table was profiled at.
+    """The agreement of the children timed while the machine ran at the speed the table was profiled at (the
+    reference near ``anchor_ms``: :attr:`lut.table.LatencyTable.children_reference_ms`).
 
     This shared machine switches between speed states, and the ratio of a network to the reference moves with the
     state by a few percent (``docs/results/reference-state/``): a validation run mostly in another state than its
@@ -201,7 +202,8 @@ def calibration_from_results(table, results_csv, model: str = "entries", speed_c
     archs = np.stack([parse_architecture(text) for text in frame["arch"]])
     paired = frame["paired_ms"] if "paired_ms" in frame else frame["measured_ms"]
     reference = frame["reference_ms"].to_numpy() if speed_correction else None
-    return fit_calibration(table, archs, paired.to_numpy(), model, reference)
+    fit = fit_calibration(table, archs, paired.to_numpy(), model, reference)
+    return fit | {"reference_ms": float(frame["reference_ms"].median())}  # where the validation's speed gate centres
 
 
 def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
@@ -254,7 +256,7 @@ class CorrelationRun:
         done = self.results.frame()
         self.measured = dict(zip(done["index"], done["measured_ms"]))
         self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge)
-        self.gate = SpeedGate(table.anchor_ms, wait_for_speed_s) if wait_for_speed_s > 0 else None
+        self.gate = SpeedGate(table.children_reference_ms, wait_for_speed_s) if wait_for_speed_s > 0 else None
         self.wall_s = 0.0
 
     def measure(self, on_row=None, on_wait=None) -> None:
@@ -325,9 +327,10 @@ class CorrelationRun:
         }
         report["reference_ms"] = {
             "lut_anchor": table.anchor_ms,
+            "at_table_speed": table.children_reference_ms,
             "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
         }
-        report["at_table_speed"] = at_table_speed(estimates[self.mode], frame, table.anchor_ms)
+        report["at_table_speed"] = at_table_speed(estimates[self.mode], frame, table.children_reference_ms)
         report["speed_gate"] = self.gate.report() if self.gate else None
         if "archs" in self.settings:  # chosen architectures: each one's own figures
             report["children"] = [

@@ -142,7 +142,10 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "calibrated" and set(report["by_mode"]) == {"plain", "calibrated"}
     rows = pd.read_csv(out / "results.csv")
-    same_speed = (rows["reference_ms"] / report["reference_ms"]["lut_anchor"] - 1).abs() < SAME_SPEED
+    centre = calibrated.calibration["reference_ms"]  # the gate centres on the calibration children's reference
+    assert centre == pytest.approx(pd.read_csv(measured / "results.csv")["reference_ms"].median())
+    assert report["reference_ms"]["at_table_speed"] == centre
+    same_speed = (rows["reference_ms"] / centre - 1).abs() < SAME_SPEED
     assert report["at_table_speed"]["n"] == same_speed.sum() and "timed at the table's speed" in run.stdout
     assert ("within_5pct" in report["at_table_speed"]) == (same_speed.sum() >= 3)
     validation_archs = set(rows["arch"])
@@ -262,6 +265,8 @@ def test_calibrate_without_speed_correction_keeps_the_plain_pairing(profiled, tm
     table = load_table(calibrated)
     assert "speed_exponent" not in table.calibration and table.speed_exponent == 0.0
     assert table.measured_ms(2.0, 3 * table.anchor_ms) == pytest.approx(2 * table.anchor_ms)
+    plain = load_table(profiled)  # no calibration: the gate centres on the anchor
+    assert plain.children_reference_ms == plain.anchor_ms != table.children_reference_ms
 
 
 def test_unknown_calibration_model_is_refused(profiled, cli):
