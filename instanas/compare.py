@@ -64,7 +64,7 @@ POINT_COLUMNS = ["method", "point", "accuracy", "error_pct", "lut_ms_mean", "lut
 class CompareOptions:
     methods: tuple[str, ...] = METHODS
     widths: tuple[float, ...] = WIDTHS
-    oneshot_samples: int = 300  # about 30 minutes of scoring on 2 cores at 32 px (5.7–7.5 s per child)
+    oneshot_samples: int = 300  # about 30 minutes of scoring on 2 cores at 32 px (5.7–7.2 s per child)
     retrain: bool = False  # re-train the one-shot frontier from scratch
     retrain_snapshots: str = "spread"  # InstaNAS search snapshots to re-train: spread, all, none or "0,5,19"
     measure: int = 5  # measure each point's N most frequent networks (0: LUT only)

@@ -181,15 +181,15 @@ def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
     }
 
 
-def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, anchor_ms: float) -> dict:
+def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, centre_ms: float) -> dict:
     """The agreement of the children timed while the machine ran at the speed the table was profiled at (the
-    reference near ``anchor_ms``: :attr:`lut.table.LatencyTable.children_reference_ms`).
+    reference near ``centre_ms``: :attr:`lut.table.LatencyTable.children_reference_ms`).
 
     This shared machine switches between speed states, and the ratio of a network to the reference moves with the
     state by a few percent (``docs/results/reference-state/``): a validation run mostly in another state than its
     table's misses by that much. ``n`` says how many children qualify; the figures need three.
     """
-    near = at_speed(results["reference_ms"].to_numpy(), anchor_ms)
+    near = at_speed(results["reference_ms"].to_numpy(), centre_ms)
     summary = {"n": int(near.sum()), "share": float(near.mean())}
     return summary | agreement(estimate[near], results["measured_ms"].to_numpy()[near]) if near.sum() >= 3 else summary
 
