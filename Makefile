@@ -30,8 +30,9 @@ run: $(STAMP)
 	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas calibrate --resolution 32 --wait-for-speed 5 --out $(MAIN_JOB)/calibrate-32
 	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas correlate --resolution 32 -n 300 --wait-for-speed 5 --out $(MAIN_JOB)/correlate-32
 
-## The unit tests (CPU, a few minutes).
+## The linter (ruff, configured in pyproject.toml), then the unit tests (CPU, a few minutes).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 ## Re-run the benchmarks, show them beside the committed baseline, and fail naming any benchmark past MAX_SLOWDOWN.

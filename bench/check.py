@@ -2,9 +2,9 @@
 
     python bench/check.py CURRENT.json [--baseline FILE] [--max-slowdown 1.5] [--max-single 2.2]
 
-For every benchmark in both runs: slowdown = (min now / min then) / (probe now / probe then), where the probe is torchvision's
-MobileNetV2 timed beside that benchmark (for benchmarks marked ``host_bound``: JSON parsing and a numpy product, see
-``bench/conftest.py``), and ``min`` the fastest round (noise only ever adds time). A group
+For every benchmark in both runs: slowdown = (min now / min then) / (probe now / probe then), where the probe is
+torchvision's MobileNetV2 timed beside that benchmark (for benchmarks marked ``host_bound``: JSON parsing and a
+numpy product, see ``bench/conftest.py``), and ``min`` the fastest round (noise only ever adds time). A group
 (pytest-benchmark's group: module forward at one resolution, child forward, LUT, …) fails when the geometric mean of
 its slowdowns exceeds ``--max-slowdown``; a single benchmark fails past ``--max-single``. Between two runs of the
 same code here, group means stayed within 1.22× and single benchmarks within 1.50×, so a 2× slowdown of a hot path

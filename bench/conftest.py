@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from lut.store import save_table
-from profiler.allocator import set_allocator
 from profiler import measure_latency
+from profiler.allocator import set_allocator
 from profiler.fingerprint import fingerprint_id, machine_fingerprint
 from profiler.space_profile import profile_space
 
@@ -42,7 +42,8 @@ def speed_probe():
 @pytest.fixture(scope="session")
 def host_probe():
     rng = np.random.default_rng(0)
-    document = json.dumps([{"cell": i % 17, "module": f"m{i % 5}", "ms": float(ms)} for i, ms in enumerate(rng.random(2000))])
+    entries = [{"cell": i % 17, "module": f"m{i % 5}", "ms": float(ms)} for i, ms in enumerate(rng.random(2000))]
+    document = json.dumps(entries)
     masks = rng.random((10_000, 85)) < 0.4
     weights = rng.random(85)
 

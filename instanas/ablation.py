@@ -21,7 +21,7 @@ from instanas.atomic import atomic_write
 from instanas.errors import CheckpointError
 from instanas.evaluate import evaluate_run
 from instanas.plots import png_figure
-from instanas.train import load_checkpoint, read_run
+from instanas.training.checkpoints import load_checkpoint, read_run
 
 
 def settings_of(run: Path) -> dict:
@@ -82,7 +82,8 @@ def markdown(frame: pd.DataFrame) -> str:
         accuracy = row.get("retrained_accuracy")
         lines.append(
             f"| {row['run']} | {row['changed']} | {search} | {number(row['latency_trend_spearman'], '+.2f')} | "
-            f"{number(None if accuracy is None else 100 * accuracy, '.1f')} % | {number(row.get('retrained_ms'), '.2f')} | "
+            f"{number(None if accuracy is None else 100 * accuracy, '.1f')} % | "
+            f"{number(row.get('retrained_ms'), '.2f')} | "
             f"{number(row.get('latency_ratio'), '.3f')} | {number(row.get('distinct_architectures'), '.0f')} | "
             f"{number(row.get('spearman_vs_mobilenetv2_confidence'), '+.3f')} |")
     return "\n".join(lines) + "\n"

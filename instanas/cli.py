@@ -5,19 +5,28 @@ User errors (bad values, files, folders) end as one line on stderr with exit cod
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from instanas.atomic import report_path
-from instanas.harness import Harness
+from instanas.baselines.settings import (
+    METHODS,
+    WIDTHS,
+    BlockDropSettings,
+    CompareOptions,
+    ConvNetAIGSettings,
+    parse_widths,
+)
 from instanas.errors import InstaNASError
 from instanas.progress import progress_bar
 from instanas.space import (
@@ -33,6 +42,8 @@ from instanas.space import (
     search_space,
     smallest_architecture,
 )
+from instanas.training.config import STAGES, TrainConfig
+from profiler.harness import Harness
 
 app = typer.Typer(
     help="InstaNAS latency profiling and benchmarking: search space, lookup tables, correlation, training.",
@@ -44,21 +55,21 @@ console = Console()
 
 Resolution = Annotated[int, typer.Option("--resolution", "-r", help="Input resolution: 32, 64 or 224.")]
 Threads = Annotated[
-    Optional[int], typer.Option("--threads", "-t", min=1, help="Intra-op threads (default: physical cores).")
+    int | None, typer.Option("--threads", "-t", min=1, help="Intra-op threads (default: physical cores).")
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 Store = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--out", help="LUT store folder (default: $INSTANAS_LUT_DIR or ./lut/tables).", file_okay=False),
 ]
 LutPath = Annotated[
-    Optional[Path], typer.Option("--lut", help="A LUT file (default: this machine's newest at the resolution).")
+    Path | None, typer.Option("--lut", help="A LUT file (default: this machine's newest at the resolution).")
 ]
 AllowForeign = Annotated[
     bool, typer.Option("--allow-foreign-lut", help="Use a LUT profiled on another machine (with a warning).")
 ]
 Mode = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--mode", help="plain (the paper's sum) or calibrated (default: calibrated when the LUT has it)."),
 ]
 WaitForSpeed = Annotated[
@@ -98,6 +109,18 @@ def configure(
 
 lut_app = typer.Typer(help="Inspect stored latency lookup tables.", no_args_is_help=True)
 app.add_typer(lut_app, name="lut")
+
+
+@contextlib.contextmanager
+def _interruptible(kept: str, before=None):
+    """Ctrl-C ends the command with exit code 130 and one line saying what was kept (``before`` runs first)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if before:
+            before()
+        typer.echo(f"interrupted: {kept}", err=True)
+        raise typer.Exit(130) from None
 
 
 def _emit_json(payload: dict) -> None:
@@ -146,10 +169,10 @@ def space(resolution: Resolution, as_json: AsJson = False) -> None:
 @app.command()
 def sample(
     resolution: Resolution,
-    n: Annotated[Optional[int], typer.Option("-n", min=0, help="How many architectures [default: 10].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Random seed (default: fresh entropy).")] = None,
+    n: Annotated[int | None, typer.Option("-n", min=0, help="How many architectures [default: 10].")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: fresh entropy).")] = None,
     keep: Annotated[
-        Optional[float], typer.Option("--keep", help="Probability of keeping each module, in (0, 1] [default: 0.5].")
+        float | None, typer.Option("--keep", help="Probability of keeping each module, in (0, 1] [default: 0.5].")
     ] = None,
     edges: Annotated[
         bool, typer.Option("--edges", help="Instead: the edges of the space (smallest, full, one type, sparse, dense).")
@@ -186,7 +209,8 @@ def measure(
     """Build one child network and measure its real batch-1 CPU latency (raw median; --paired: like the LUT)."""
     import torch
 
-    from instanas.metagraph import MetaGraph, check_merge
+    from instanas.metagraph import MetaGraph
+    from instanas.space import check_merge
     from profiler import default_threads, measure_latency
 
     selection = parse_architecture(arch)
@@ -230,7 +254,7 @@ def measure(
 
 
 def _paired_table(
-    resolution: int, lut: Optional[Path], threads: Optional[int], merge: Optional[str], allow_foreign: bool
+    resolution: int, lut: Path | None, threads: int | None, merge: str | None, allow_foreign: bool
 ):
     """The LUT whose anchor converts paired measurements to milliseconds: same reference, cell merge and threads."""
     from lut.store import default_store, resolve_table
@@ -270,7 +294,7 @@ def profile(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted profile.")] = False,
     cell_merge: CellMerge = "mean",
     speed_of: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--speed-of", help="Time entries only while the machine runs at this earlier table's speed "
                      "(its reference anchor, within 15 %), so that two profiles compare like with like.",
                      dir_okay=False),
@@ -278,14 +302,13 @@ def profile(
     wait_for_speed: WaitForSpeed = 30.0,
 ) -> None:
     """Profile every module of every cell (plus stem, head and per-cell merges) into a new LUT version."""
-    from instanas.metagraph import check_merge
+    from instanas.space import check_merge
 
     resolutions = _parse_resolutions(resolution)
     check_merge(cell_merge)
-    from lut.store import default_store, load_table, profile_journal, save_table
+    from lut.profile import ProfileRun
+    from lut.store import default_store, load_table
     from profiler import default_threads
-    from profiler.fingerprint import fingerprint_id, machine_fingerprint
-    from profiler.space_profile import profile_space
     from profiler.speed_gate import SpeedGate
 
     speed_table = load_table(speed_of) if speed_of else None
@@ -296,42 +319,20 @@ def profile(
         speed_table.check_reference()
     store = out or default_store()
     threads = threads or default_threads()
-    fields = machine_fingerprint(threads)
-    fingerprint = {"id": fingerprint_id(fields), "fields": fields}
     for res in resolutions:
-        settings = {"threads": threads, "min_run_time": min_time, "rounds": rounds, "seed": seed, "batch_size": 1,
-                    "cell_merge": cell_merge}
         gate = SpeedGate(speed_table.anchor_ms, 60 * wait_for_speed) if speed_table and wait_for_speed > 0 else None
-        if gate:
-            settings["speed_of"] = {"lut": report_path(speed_of), "anchor_ms": gate.anchor_ms}
-        journal = profile_journal(store, fingerprint["id"], res, {"resolution": res, **settings}, resume)
-        done = journal.frame()
+        run = ProfileRun(res, store=store, threads=threads, min_run_time=min_time, rounds=rounds, seed=seed,
+                         merge=cell_merge, resume=resume, gate=gate, speed_of=speed_of)
         started = time.perf_counter()
-        try:
-            with progress_bar() as progress:
-                total = len(profiled_keys()) * rounds
-                bar = progress.add_task(f"profile {res} px", total=total, completed=len(done), status="")
-                if gate:
-                    gate.on_wait = _show_waiting(progress, bar, f"{speed_of.name}'s", gate.anchor_ms, wait_for_speed)
-                for measurement in profile_space(
-                    res,
-                    threads=threads,
-                    min_run_time=min_time,
-                    rounds=rounds,
-                    merge=cell_merge,
-                    seed=seed,
-                    skip=frozenset(zip(done["key"], done["round"])),
-                    gate=gate,
-                ):
-                    journal.append(measurement.as_record())
-                    status = f"round {measurement.round + 1}/{rounds} {measurement.task.key}"
-                    progress.update(bar, advance=1, status=status)
-        except KeyboardInterrupt:
-            journal.close()
-            typer.echo(f"interrupted: finished measurements kept in {journal.path}; rerun with --resume", err=True)
-            raise typer.Exit(130) from None
-        table = save_table(journal.frame(), resolution=res, fingerprint=fingerprint, settings=settings, store=store)
-        journal.close(remove=True)
+        with _interruptible(f"finished measurements kept in {run.journal.path}; rerun with --resume",
+                            before=run.close), progress_bar() as progress:
+            bar = progress.add_task(f"profile {res} px", total=run.total, completed=run.done, status="")
+            if gate:
+                gate.on_wait = _show_waiting(progress, bar, f"{speed_of.name}'s", gate.anchor_ms, wait_for_speed)
+            for measurement in run.measure():
+                status = f"round {measurement.round + 1}/{rounds} {measurement.task.key}"
+                progress.update(bar, advance=1, status=status)
+        table = run.save()
         typer.echo(
             f"{table.path}: {len(table.entries)} entries at {res} px in {time.perf_counter() - started:.0f} s; "
             f"estimate full {table.estimate(full_architecture()):.2f} ms, "
@@ -367,7 +368,7 @@ def estimate(
         "resolution": resolution,
         "mode": mode,
         "estimate_ms": table.estimate(selection, mode=mode),
-        "lut": str(table.path),
+        "lut": str(table.path),  # printed, not written: the path as given
         "lut_version": table.version,
     }
     if as_json:
@@ -376,7 +377,7 @@ def estimate(
         typer.echo(f"{result['arch']} @ {resolution} px: {result['estimate_ms']:.3f} ms ({mode}, LUT {table.path})")
 
 
-def _run_folder(out: Optional[Path], prefix: str, resume: bool) -> Path:
+def _run_folder(out: Path | None, prefix: str, resume: bool) -> Path:
     """``--out`` if given; else a new ``runs/<prefix>-<timestamp>``, or with --resume the newest existing one."""
     if out is not None:
         return out
@@ -401,7 +402,7 @@ def _show_waiting(progress, bar, whose: str, anchor_ms: float, wait_minutes: flo
 def _measure_children(table, out_dir: Path, label: str, children, harness, *, mode: str, resume: bool,
                       wait_for_speed: float) -> dict:
     """Run a correlation with a progress bar showing the running Pearson r; Ctrl-C keeps finished rows."""
-    from instanas.correlate import CorrelationRun
+    from lut.validation import CorrelationRun
 
     run = CorrelationRun(table, out_dir, children, harness, mode=mode, resume=resume,  # checks settings first
                          wait_for_speed_s=60 * wait_for_speed)
@@ -411,19 +412,16 @@ def _measure_children(table, out_dir: Path, label: str, children, harness, *, mo
         def on_row(done: int, total: int, pearson: float) -> None:
             progress.update(bar, completed=done, status=f"r = {pearson:.4f}")
 
-        try:
-            run.measure(on_row, _show_waiting(progress, bar, "the table's", table.children_reference_ms,
-                                              wait_for_speed))
-        except KeyboardInterrupt:
+        def report_so_far() -> None:
             progress.stop()
             if len(run.measured) >= 3:
                 report = run.finish()
                 typer.echo(f"interrupted: report of the {report['n']} finished children in {out_dir}", err=True)
-            typer.echo(
-                f"interrupted: finished rows kept in {out_dir / 'results.csv'}; rerun with --resume --out {out_dir}",
-                err=True,
-            )
-            raise typer.Exit(130) from None
+
+        with _interruptible(f"finished rows kept in {out_dir / 'results.csv'}; rerun with --resume --out {out_dir}",
+                            before=report_so_far):
+            run.measure(on_row, _show_waiting(progress, bar, "the table's", table.children_reference_ms,
+                                              wait_for_speed))
     return run.finish()
 
 
@@ -487,15 +485,15 @@ Passes = Annotated[
 def correlate(
     resolution: Resolution,
     n: Annotated[
-        Optional[int], typer.Option("-n", min=3, help="How many sampled architectures to measure [default: 10000].")
+        int | None, typer.Option("-n", min=3, help="How many sampled architectures to measure [default: 10000].")
     ] = None,
     archs: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--archs", help="Measure these architectures instead: one string per line, '# label' after it."),
     ] = None,
     lut: LutPath = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sampled architectures.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default runs/correlate-R-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/correlate-R-<time>).")] = None,
     threads: Threads = None,
     min_time: ChildMinTime = _HARNESS.min_run_time,
     group: Group = _HARNESS.group,
@@ -509,7 +507,7 @@ def correlate(
 ) -> None:
     """Validate the LUT: estimate vs measured latency of N sampled children (or of --archs); writes results.csv,
     report.json, scatter.png."""
-    from instanas.correlate import Children
+    from lut.validation import Children
 
     search_space(resolution)
     if archs is not None and n is not None:
@@ -530,9 +528,9 @@ def calibrate(
     n: Annotated[int, typer.Option("-n", min=10, help="How many children to measure for the fit.")] = 1000,
     lut: LutPath = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the calibration children.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Measurement folder (default runs/calibrate-R-<time>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Measurement folder (default runs/calibrate-R-<time>).")] = None,
     store: Annotated[
-        Optional[Path], typer.Option("--store", help="LUT store to add the calibrated version to (default as profile).")
+        Path | None, typer.Option("--store", help="LUT store to add the calibrated version to (default as profile).")
     ] = None,
     threads: Threads = None,
     min_time: ChildMinTime = _HARNESS.min_run_time,
@@ -565,9 +563,9 @@ def calibrate(
     The calibration children come from another random stream than `correlate`'s, so they stay apart from the
     validation set.
     """
-    from instanas.correlate import CALIBRATION_STREAM, Children, calibration_from_results
     from lut.store import default_store, resolve_table, save_calibrated
     from lut.table import check_calibration_model
+    from lut.validation import CALIBRATION_STREAM, Children, calibration_from_results
 
     search_space(resolution)
     check_calibration_model(model)  # before any child is measured
@@ -604,61 +602,59 @@ def _epochs(name: str, what: str | None = None):
 PretrainEpochs = _epochs("pretrain")
 SearchEpochs = _epochs("search")
 FinetuneEpochs = _epochs("finetune")
-BlockDropCurriculumEpochs = _epochs("blockdrop-curriculum", "BlockDrop's curriculum")
-BlockDropJointEpochs = _epochs("blockdrop-joint", "BlockDrop's joint fine-tuning")
-AIGEpochs = _epochs("aig", "ConvNet-AIG")
 
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, tinyimagenet, imagenet or digits.")] = "cifar10",
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder (not needed for digits).")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, tinyimagenet, imagenet or digits.")] = TrainConfig.dataset,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder (not needed for digits).")] = TrainConfig.data_dir,
     stage: Annotated[str, typer.Option("--stage", help="pretrain, search, finetune, mobilenetv2 or all.")] = "all",
-    out: Annotated[Optional[Path], typer.Option("--out", help="Run folder (default runs/train-<dataset>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/train-<dataset>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stage from its last finished epoch.")] = False,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes.")] = 2,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of weights, sampling and data order.")] = 0,
-    limit_train: Annotated[Optional[int], typer.Option("--limit-train", min=1, help="Use a fixed subset of N training images.")] = None,
-    limit_val: Annotated[Optional[int], typer.Option("--limit-val", min=1, help="Use a fixed subset of N validation images.")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda (under torchrun: one GPU per process).")] = TrainConfig.device,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes.")] = TrainConfig.workers,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights, sampling and data order.")] = TrainConfig.seed,
+    limit_train: Annotated[int | None, typer.Option("--limit-train", min=1, help="Use a fixed subset of N training images.")] = TrainConfig.limit_train,
+    limit_val: Annotated[int | None, typer.Option("--limit-val", min=1, help="Use a fixed subset of N validation images.")] = TrainConfig.limit_val,
     holdout: Annotated[float, typer.Option("--holdout", min=0.0, max=0.99, help="Share of the training images no "
-                                           "stage trains on (the one-shot baseline chooses its frontier on them).")] = 0.1,
+                                           "stage trains on (the one-shot baseline chooses its frontier on them).")] = TrainConfig.holdout,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
-    cell_merge: CellMerge = "mean",
-    pretrain_epochs: PretrainEpochs = 164,
-    pretrain_lr: Annotated[float, typer.Option("--pretrain-lr", help="SGD learning rate of pre-training.")] = 0.1,
-    pretrain_batch: Annotated[int, typer.Option("--pretrain-batch", min=1, help="Batch size of pre-training.")] = 32,
-    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum (meta-graph).")] = 0.9,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay (meta-graph).")] = 1e-4,
-    final_drop_path: Annotated[float, typer.Option("--final-drop-path", help="(Mean) drop-path rate reached at the end of pre-training.")] = 0.5,
-    pretrain_schedule: Annotated[str, typer.Option("--pretrain-schedule", help="shrinking (default: per-image drop rates, cosine lr) or paper (one rate, step decay).")] = "shrinking",
-    search_epochs: SearchEpochs = 100,
-    controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = 1e-3,
-    metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = 1e-3,
-    search_momentum: Annotated[float, typer.Option("--search-momentum", min=0.0, help="SGD momentum of the meta-graph epochs of the search (the authors': 0).")] = 0.0,
-    search_weight_decay: Annotated[float, typer.Option("--search-weight-decay", min=0.0, help="SGD weight decay of the meta-graph epochs of the search (the authors': 0).")] = 0.0,
-    search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of the search.")] = 32,
-    reward: Annotated[str, typer.Option("--reward", help="Latency reward: graded (default) or paper (eq. 2 as published); see README.")] = "graded",
-    alpha: Annotated[float, typer.Option("--alpha", help="Encouragement α: p' = α·p + (1 − α)(1 − p).")] = 0.8,
-    entropy_weight: Annotated[float, typer.Option("--entropy-weight", help="Weight of the entropy term.")] = 0.8,
-    reward_correct: Annotated[float, typer.Option("--reward-correct", help="R_T of a correct prediction (R = R_T·R_A).")] = 10.0,
-    reward_wrong: Annotated[float, typer.Option("--reward-wrong", help="R of a wrong prediction.")] = -10.0,
-    upper_start: Annotated[float, typer.Option("--upper-start", help="U_0 as a fraction of the full meta-graph's LUT latency.")] = 0.7,
-    upper_end: Annotated[float, typer.Option("--upper-end", help="Last U_t as a fraction of the MobileNetV2-like latency.")] = 0.5,
-    finetune_epochs: FinetuneEpochs = 200,
-    finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Adam learning rate of re-training (cosine annealed).")] = 0.01,
-    finetune_batch: Annotated[int, typer.Option("--finetune-batch", min=1, help="Batch size of re-training.")] = 32,
-    snapshot: Annotated[Optional[int], typer.Option("--snapshot", min=0, help="Search epoch whose controller to fine-tune (default: last).")] = None,
-    from_scratch: Annotated[bool, typer.Option("--from-scratch/--from-search", help="Re-train the meta-graph from scratch (paper) or from the search's weights.")] = True,
+    cell_merge: CellMerge = TrainConfig.cell_merge,
+    pretrain_epochs: PretrainEpochs = TrainConfig.pretrain_epochs,
+    pretrain_lr: Annotated[float, typer.Option("--pretrain-lr", help="SGD learning rate of pre-training.")] = TrainConfig.pretrain_lr,
+    pretrain_batch: Annotated[int, typer.Option("--pretrain-batch", min=1, help="Batch size of pre-training.")] = TrainConfig.pretrain_batch,
+    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum (meta-graph).")] = TrainConfig.momentum,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay (meta-graph).")] = TrainConfig.weight_decay,
+    final_drop_path: Annotated[float, typer.Option("--final-drop-path", help="(Mean) drop-path rate reached at the end of pre-training.")] = TrainConfig.final_drop_path,
+    pretrain_schedule: Annotated[str, typer.Option("--pretrain-schedule", help="shrinking (default: per-image drop rates, cosine lr) or paper (one rate, step decay).")] = TrainConfig.pretrain_schedule,
+    search_epochs: SearchEpochs = TrainConfig.search_epochs,
+    controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = TrainConfig.controller_lr,
+    metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = TrainConfig.metagraph_lr,
+    search_momentum: Annotated[float, typer.Option("--search-momentum", min=0.0, help="SGD momentum of the meta-graph epochs of the search (the authors': 0).")] = TrainConfig.search_momentum,
+    search_weight_decay: Annotated[float, typer.Option("--search-weight-decay", min=0.0, help="SGD weight decay of the meta-graph epochs of the search (the authors': 0).")] = TrainConfig.search_weight_decay,
+    search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of the search.")] = TrainConfig.search_batch,
+    reward: Annotated[str, typer.Option("--reward", help="Latency reward: graded (default) or paper (eq. 2 as published); see README.")] = TrainConfig.reward,
+    alpha: Annotated[float, typer.Option("--alpha", help="Encouragement α: p' = α·p + (1 − α)(1 − p).")] = TrainConfig.alpha,
+    entropy_weight: Annotated[float, typer.Option("--entropy-weight", help="Weight of the entropy term.")] = TrainConfig.entropy_weight,
+    reward_correct: Annotated[float, typer.Option("--reward-correct", help="R_T of a correct prediction (R = R_T·R_A).")] = TrainConfig.reward_correct,
+    reward_wrong: Annotated[float, typer.Option("--reward-wrong", help="R of a wrong prediction.")] = TrainConfig.reward_wrong,
+    upper_start: Annotated[float, typer.Option("--upper-start", help="U_0 as a fraction of the full meta-graph's LUT latency.")] = TrainConfig.upper_start,
+    upper_end: Annotated[float, typer.Option("--upper-end", help="Last U_t as a fraction of the MobileNetV2-like latency.")] = TrainConfig.upper_end,
+    finetune_epochs: FinetuneEpochs = TrainConfig.finetune_epochs,
+    finetune_lr: Annotated[float, typer.Option("--finetune-lr", help="Adam learning rate of re-training (cosine annealed).")] = TrainConfig.finetune_lr,
+    finetune_batch: Annotated[int, typer.Option("--finetune-batch", min=1, help="Batch size of re-training.")] = TrainConfig.finetune_batch,
+    snapshot: Annotated[int | None, typer.Option("--snapshot", min=0, help="Search epoch whose controller to fine-tune (default: last).")] = TrainConfig.snapshot,
+    from_scratch: Annotated[bool, typer.Option("--from-scratch/--from-search", help="Re-train the meta-graph from scratch (paper) or from the search's weights.")] = TrainConfig.from_scratch,
 ) -> None:
     """Train InstaNAS: pre-train the meta-graph, search the controller, fine-tune its policy; and the MobileNetV2 baseline."""
-    from instanas.train import STAGES, TrainConfig, run_stage
+    from instanas.training.stages import run_stage
 
     stages = list(STAGES) if stage == "all" else [stage]
     if stage != "all" and stage not in STAGES:
         raise InstaNASError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)} or all)")
-    config = TrainConfig(**{key: value for key, value in locals().items() if key in TrainConfig.__dataclass_fields__})
+    values = locals()
+    config = TrainConfig(**{field.name: values[field.name] for field in dataclasses.fields(TrainConfig)})
     out = out or Path("runs") / f"train-{dataset}"
     table = None
     if "search" in stages:
@@ -668,11 +664,8 @@ def train(
         table = resolve_table(dataset_info(dataset).resolution, path=lut, store=default_store(), threads=None,
                               allow_foreign=allow_foreign_lut, merge=cell_merge)
     for name in stages:
-        try:
+        with _interruptible(f"finished epochs are kept in {out}; continue with --stage {name} --resume"):
             history = run_stage(name, config, out, resume=resume, table=table)
-        except KeyboardInterrupt:
-            typer.echo(f"interrupted: finished epochs are kept in {out}; continue with --stage {name} --resume", err=True)
-            raise typer.Exit(130) from None
         last = history[-1] if history else {}
         figures = ", ".join(f"{key} {value:.4g}" for key, value in last.items() if key.startswith("val_"))
         typer.echo(f"{name}: {len(history)} epochs in {out}; last epoch: {figures}")
@@ -681,18 +674,18 @@ def train(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Option("--run", help="The training run folder.", file_okay=False)],
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="finetune.pt (default) or a search snapshot.")] = None,
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="finetune.pt (default) or a search snapshot.")] = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
     measure: Annotated[int, typer.Option("--measure", min=0, help="Measure the N most frequent architectures (0: LUT only).")] = 20,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = 0.2,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Report folder (default <run>/evaluation).")] = None,
-    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="MobileNetV2 checkpoint to compare with (default <run>/mobilenetv2.pt).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Report folder (default <run>/evaluation).")] = None,
+    baseline: Annotated[Path | None, typer.Option("--baseline", help="MobileNetV2 checkpoint to compare with (default <run>/mobilenetv2.pt).")] = None,
 ) -> None:
     """Accuracy, chosen architectures and per-image latency (LUT and measured, controller included) vs MobileNetV2."""
     from instanas.evaluate import evaluate_run
-    from instanas.train import read_run
+    from instanas.training.checkpoints import read_run
     from lut.store import default_store, resolve_table
 
     saved = read_run(run)
@@ -721,80 +714,68 @@ def evaluate(
 @app.command()
 def compare(
     run: Annotated[Path, typer.Option("--run", help="The training run folder (its data, pre-training and search).", file_okay=False)],
-    resolution: Annotated[Optional[int], typer.Option("--resolution", "-r", help="Check that the run trains at this resolution.")] = None,
-    method: Annotated[Optional[list[str]], typer.Option("--method", help="mobilenetv2, oneshot, blockdrop, convnet-aig, instanas; may be repeated (default: all).")] = None,
-    widths: Annotated[str, typer.Option("--widths", help="MobileNetV2 width multipliers, comma-separated.")] = "0.4,1.0,1.4",
-    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
+    resolution: Annotated[int | None, typer.Option("--resolution", "-r", help="Check that the run trains at this resolution.")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="mobilenetv2, oneshot, blockdrop, convnet-aig, instanas; may be repeated (default: all).")] = None,
+    widths: Annotated[str, typer.Option("--widths", help="MobileNetV2 width multipliers, comma-separated.")] = ",".join(f"{width:g}" for width in WIDTHS),
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
-    oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Children the one-shot baseline scores on the held-out images (batch norm re-estimated for each).")] = 300,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Re-train five one-shot frontier points (cheapest to richest) from scratch.")] = False,
-    retrain_snapshots: Annotated[str, typer.Option("--retrain-snapshots", help="InstaNAS search snapshots to re-train with the recipe: spread (five, first and last included), all, none, or epochs like 0,5,19.")] = "spread",
-    measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = 5,
-    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = 0.2,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default <run>/compare).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda, for training and evaluation.")] = "cpu",
-    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes.")] = 2,
-    finetune_epochs: Annotated[Optional[int], typer.Option("--finetune-epochs", min=1, help="Epochs of re-training (MobileNetV2 widths, one-shot --retrain); default: the run's mobilenetv2 stage's, else 200.")] = None,
-    finetune_lr: Annotated[Optional[float], typer.Option("--finetune-lr", help="Adam learning rate of re-training; default: as the run's mobilenetv2 stage, else 0.01.")] = None,
-    finetune_batch: Annotated[Optional[int], typer.Option("--finetune-batch", min=1, help="Batch size of re-training and ConvNet-AIG; default: as the run's mobilenetv2 stage, else 32.")] = None,
-    search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of BlockDrop.")] = 32,
-    alpha: Annotated[float, typer.Option("--alpha", help="BlockDrop's probability bounding α.")] = 0.8,
-    momentum: Annotated[float, typer.Option("--momentum", help="SGD momentum (ConvNet-AIG).")] = 0.9,
-    blockdrop_curriculum_epochs: BlockDropCurriculumEpochs = 10,
-    blockdrop_joint_epochs: BlockDropJointEpochs = 40,
-    blockdrop_lr: Annotated[float, typer.Option("--blockdrop-lr", help="Adam learning rate of the curriculum.")] = 1e-3,
-    blockdrop_joint_lr: Annotated[float, typer.Option("--blockdrop-joint-lr", help="Adam learning rate of joint fine-tuning.")] = 1e-4,
-    blockdrop_entropy_weight: Annotated[float, typer.Option("--blockdrop-entropy-weight", help="Entropy weight of the curriculum.")] = 0.1,
-    blockdrop_penalty: Annotated[float, typer.Option("--blockdrop-penalty", help="γ, the reward of a wrong prediction (curriculum).")] = -1.0,
-    blockdrop_joint_penalty: Annotated[float, typer.Option("--blockdrop-joint-penalty", help="γ in joint fine-tuning.")] = -5.0,
-    aig_epochs: AIGEpochs = 40,
-    aig_lr: Annotated[float, typer.Option("--aig-lr", help="SGD learning rate of ConvNet-AIG (step decay at 150/350, 250/350).")] = 0.01,
-    aig_weight_decay: Annotated[float, typer.Option("--aig-weight-decay", help="SGD weight decay of ConvNet-AIG.")] = 5e-4,
-    aig_target: Annotated[float, typer.Option("--aig-target", min=0.0, max=1.0, help="Target fraction of images each gate runs.")] = 0.6,
-    aig_loss_weight: Annotated[float, typer.Option("--aig-loss-weight", help="Weight of the target-rate loss.")] = 2.0,
+    oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Children the one-shot baseline scores on the held-out images (batch norm re-estimated for each).")] = CompareOptions.oneshot_samples,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Re-train five one-shot frontier points (cheapest to richest) from scratch.")] = CompareOptions.retrain,
+    retrain_snapshots: Annotated[str, typer.Option("--retrain-snapshots", help="InstaNAS search snapshots to re-train with the recipe: spread (five, first and last included), all, none, or epochs like 0,5,19.")] = CompareOptions.retrain_snapshots,
+    measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = CompareOptions.measure,
+    min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = CompareOptions.min_run_time,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default <run>/compare).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda, for training and evaluation.")] = CompareOptions.device,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data-loading processes.")] = TrainConfig.workers,
+    finetune_epochs: Annotated[int | None, typer.Option("--finetune-epochs", min=1, help="Epochs of re-training (MobileNetV2 widths, one-shot --retrain); default: the run's mobilenetv2 stage's.")] = None,
+    finetune_lr: Annotated[float | None, typer.Option("--finetune-lr", help="Adam learning rate of re-training; default: as the run's mobilenetv2 stage.")] = None,
+    finetune_batch: Annotated[int | None, typer.Option("--finetune-batch", min=1, help="Batch size of re-training; default: as the run's mobilenetv2 stage.")] = None,
+    blockdrop_curriculum_epochs: Annotated[int, typer.Option("--blockdrop-curriculum-epochs", min=1, help="Epochs of BlockDrop's curriculum.")] = BlockDropSettings.curriculum_epochs,
+    blockdrop_joint_epochs: Annotated[int, typer.Option("--blockdrop-joint-epochs", min=1, help="Epochs of BlockDrop's joint fine-tuning.")] = BlockDropSettings.joint_epochs,
+    blockdrop_lr: Annotated[float, typer.Option("--blockdrop-lr", help="Adam learning rate of the curriculum.")] = BlockDropSettings.lr,
+    blockdrop_joint_lr: Annotated[float, typer.Option("--blockdrop-joint-lr", help="Adam learning rate of joint fine-tuning.")] = BlockDropSettings.joint_lr,
+    blockdrop_entropy_weight: Annotated[float, typer.Option("--blockdrop-entropy-weight", help="Entropy weight of the curriculum.")] = BlockDropSettings.entropy_weight,
+    blockdrop_penalty: Annotated[float, typer.Option("--blockdrop-penalty", help="γ, the reward of a wrong prediction (curriculum).")] = BlockDropSettings.penalty,
+    blockdrop_joint_penalty: Annotated[float, typer.Option("--blockdrop-joint-penalty", help="γ in joint fine-tuning.")] = BlockDropSettings.joint_penalty,
+    blockdrop_alpha: Annotated[float, typer.Option("--blockdrop-alpha", help="BlockDrop's probability bounding α.")] = BlockDropSettings.alpha,
+    blockdrop_batch: Annotated[int, typer.Option("--blockdrop-batch", min=1, help="Batch size of BlockDrop.")] = BlockDropSettings.batch,
+    aig_epochs: Annotated[int, typer.Option("--aig-epochs", min=1, help="Epochs of ConvNet-AIG.")] = ConvNetAIGSettings.epochs,
+    aig_lr: Annotated[float, typer.Option("--aig-lr", help="SGD learning rate of ConvNet-AIG (step decay at 150/350, 250/350).")] = ConvNetAIGSettings.lr,
+    aig_momentum: Annotated[float, typer.Option("--aig-momentum", help="SGD momentum of ConvNet-AIG.")] = ConvNetAIGSettings.momentum,
+    aig_weight_decay: Annotated[float, typer.Option("--aig-weight-decay", help="SGD weight decay of ConvNet-AIG.")] = ConvNetAIGSettings.weight_decay,
+    aig_target: Annotated[float, typer.Option("--aig-target", min=0.0, max=1.0, help="Target fraction of images each gate runs.")] = ConvNetAIGSettings.target,
+    aig_loss_weight: Annotated[float, typer.Option("--aig-loss-weight", help="Weight of the target-rate loss.")] = ConvNetAIGSettings.loss_weight,
+    aig_batch: Annotated[int, typer.Option("--aig-batch", min=1, help="Batch size of ConvNet-AIG.")] = ConvNetAIGSettings.batch,
 ) -> None:
     """InstaNAS against MobileNetV2 (widths), one-shot, BlockDrop and ConvNet-AIG: table and frontier plot."""
-    from instanas.compare import METHODS, CompareOptions, check_methods, compare as run_compare, parse_epochs
-    from instanas.train import RUN_KEYS, TrainConfig, load_checkpoint, read_run
+    from instanas.compare import compare as run_compare
+    from instanas.compare import comparison_config, markdown_table
+    from instanas.training.checkpoints import read_run
     from lut.store import default_store, resolve_table
 
+    values = locals()
     saved = read_run(run)
     if resolution is not None and resolution != saved["resolution"]:
         raise InstaNASError(f"{run}: the run trains at {saved['resolution']} px, not {resolution} px")
-    try:
-        width_values = tuple(float(value) for value in widths.split(","))
-    except ValueError:
-        raise InstaNASError(f"--widths {widths!r}: expected numbers like 0.4,1.0,1.4") from None
-    if any(value <= 0 for value in width_values):
-        raise InstaNASError(f"--widths {widths!r}: widths must be positive")
-    chosen = tuple(method) if method else METHODS
-    check_methods(chosen)
-    parse_epochs(retrain_snapshots)
-    options = {key: value for key, value in locals().items() if value is not None}
-    recipe = {}  # the baselines are re-trained with the recipe the run's MobileNetV2 1.0× was trained with
-    if (run / "mobilenetv2.pt").exists():
-        recipe = {key: value for key, value in load_checkpoint(run / "mobilenetv2.pt")["settings"].items()
-                  if key.startswith("finetune_")}
-    config = TrainConfig(
-        **{key: saved[key] for key in RUN_KEYS},
-        data_dir=data_dir or saved["data_dir"],
-        **(recipe | {key: options[key] for key in TrainConfig.__dataclass_fields__ if key in options and key != "data_dir"}),
-    )
+    options = CompareOptions(
+        methods=tuple(method) if method else METHODS, widths=parse_widths(widths), oneshot_samples=oneshot_samples,
+        retrain=retrain, retrain_snapshots=retrain_snapshots, measure=measure, min_run_time=min_time, device=device,
+        blockdrop=_settings(BlockDropSettings, "blockdrop_", values),
+        convnet_aig=_settings(ConvNetAIGSettings, "aig_", values))
+    recipe = {"finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "finetune_batch": finetune_batch}
+    config = comparison_config(run, data_dir=data_dir, workers=workers, device=device, recipe=recipe)
     table = resolve_table(saved["resolution"], path=lut, store=default_store(), threads=None, allow_foreign=allow_foreign_lut,
                           merge=saved["cell_merge"])
     out = out or run / "compare"
-    compare_options = CompareOptions(methods=chosen, widths=width_values, oneshot_samples=oneshot_samples,
-                                     retrain=retrain, retrain_snapshots=retrain_snapshots, measure=measure,
-                                     min_run_time=min_time, device=device)
-    try:
-        frame = run_compare(run, config, table, compare_options, out)
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted: finished epochs and scores are kept in {run}; run the same command to continue", err=True)
-        raise typer.Exit(130) from None
-    from instanas.compare import markdown_table
-
+    with _interruptible(f"finished epochs and scores are kept in {run}; run the same command to continue"):
+        frame = run_compare(run, config, table, options, out)
     typer.echo(markdown_table(frame) + f"\ntable: {out / 'table.md'}, {out / 'table.csv'}; plot: {out / 'frontier.png'}")
+
+
+def _settings(kind, prefix: str, values: dict):
+    """A settings dataclass from the options named ``prefix`` + each of its fields (every field has one: tested)."""
+    return kind(**{field.name: values[prefix + field.name] for field in dataclasses.fields(kind)})
 
 
 @app.command()
@@ -802,12 +783,13 @@ def ablation(
     run: Annotated[list[Path], typer.Option("--run", help="A training run folder; repeat. The first is the reference.", file_okay=False)],
     baseline: Annotated[Path, typer.Option("--baseline", help="The MobileNetV2 1.0× checkpoint every run is compared with.", dir_okay=False)],
     out: Annotated[Path, typer.Option("--out", help="Output folder (ablation.md, ablation.csv, search.png).", file_okay=False)],
-    lut: Annotated[Optional[list[Path]], typer.Option("--lut", help="LUT files, one per cell merge the runs use (default: this machine's newest of each).")] = None,
+    lut: Annotated[list[Path] | None, typer.Option("--lut", help="LUT files, one per cell merge the runs use (default: this machine's newest of each).")] = None,
     allow_foreign_lut: AllowForeign = False,
 ) -> None:
     """Training runs side by side, one setting changed in each: search trajectory and re-trained result."""
-    from instanas.ablation import ablation as run_ablation, markdown
-    from instanas.train import read_run
+    from instanas.ablation import ablation as run_ablation
+    from instanas.ablation import markdown
+    from instanas.training.checkpoints import read_run
     from lut.store import default_store, load_table, resolve_table
 
     resolution = read_run(run[0])["resolution"]

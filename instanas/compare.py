@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -25,33 +25,26 @@ import torch
 from torch import Tensor, nn
 
 from instanas.atomic import atomic_write
-from instanas.batchnorm import recalibrated
-from instanas.plots import png_figure
-from instanas.baselines import DROPPABLE_CELLS
+from instanas.baselines.backbone import DROPPABLE_CELLS
 from instanas.baselines.blockdrop import BlockDropStage
 from instanas.baselines.convnet_aig import ConvNetAIGStage
 from instanas.baselines.mobilenetv2 import WidthBaseline
 from instanas.baselines.oneshot import BN_BATCHES, RetrainArchitecture, pareto_frontier, score_architectures
+from instanas.baselines.settings import CompareOptions, parse_epochs
+from instanas.batchnorm import recalibrated
 from instanas.controller import Controller, deterministic_policy
 from instanas.errors import CheckpointError, InstaNASError
-from instanas.evaluate import Stopwatch, latency_confidence_spearman
-from instanas.metagraph import MetaGraph
+from instanas.evaluate import latency_confidence_spearman
+from instanas.metagraph import MetaGraph, fixed_selection
+from instanas.plots import png_figure
 from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture
-from instanas.train import (
-    Finetune,
-    MobileNetV2Baseline,
-    Stage,
-    Trainer,
-    TrainConfig,
-    Workers,
-    _fixed,
-    load_checkpoint,
-    read_run,
-    snapshot_path,
-)
+from instanas.training.checkpoints import RUN_KEYS, load_checkpoint, read_run, snapshot_path
+from instanas.training.config import TrainConfig
+from instanas.training.loop import Stage, Trainer
+from instanas.training.runtime import Workers
+from instanas.training.stages import Finetune, MobileNetV2Baseline
+from lut.validation import Stopwatch
 
-METHODS = ("mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas")
-WIDTHS = (0.4, 1.0, 1.4)
 LABELS = {"mobilenetv2": "MobileNetV2", "oneshot": "One-shot", "oneshot-retrained": "One-shot (re-trained)",
           "blockdrop": "BlockDrop", "convnet-aig": "ConvNet-AIG", "instanas": "InstaNAS (re-trained)",
           "instanas-search": "InstaNAS (search, shared weights)"}
@@ -60,35 +53,7 @@ POINT_COLUMNS = ["method", "point", "accuracy", "error_pct", "lut_ms_mean", "lut
                  "spearman_latency_vs_mobilenetv2_confidence"]
 
 
-@dataclass
-class CompareOptions:
-    methods: tuple[str, ...] = METHODS
-    widths: tuple[float, ...] = WIDTHS
-    oneshot_samples: int = 300  # about 30 minutes of scoring on 2 cores at 32 px (5.7–7.2 s per child)
-    retrain: bool = False  # re-train the one-shot frontier from scratch
-    retrain_snapshots: str = "spread"  # InstaNAS search snapshots to re-train: spread, all, none or "0,5,19"
-    measure: int = 5  # measure each point's N most frequent networks (0: LUT only)
-    min_run_time: float = 0.2
-    threads: int | None = None
-    show_progress: bool = True
-    device: str = "cpu"
-
-
-SNAPSHOT_CHOICES = ("spread", "all", "none")
 RETRAIN_POINTS = 5  # one-shot frontier points re-trained with --retrain, spread from the cheapest to the richest
-
-
-def parse_epochs(text: str) -> list[int]:
-    """``--retrain-snapshots``: spread, all, none, or search epochs like ``0,5,19``."""
-    if text in SNAPSHOT_CHOICES:
-        return []
-    try:
-        epochs = sorted({int(value) for value in text.split(",")})
-    except ValueError:
-        epochs = [-1]
-    if not epochs or epochs[0] < 0:
-        raise InstaNASError(f"--retrain-snapshots {text!r}: expected spread, all, none or search epochs like 0,5,19")
-    return epochs
 
 
 class GateBank(nn.Module):
@@ -122,7 +87,8 @@ class Comparison:
     @property
     def stopwatch(self) -> Stopwatch:
         if self._stopwatch is None:
-            self._stopwatch = Stopwatch(self.table, threads=self.options.threads, min_run_time=self.options.min_run_time)
+            self._stopwatch = Stopwatch(self.table, threads=self.options.threads,
+                                        min_run_time=self.options.min_run_time)
         return self._stopwatch
 
     def _image(self) -> Tensor:
@@ -132,7 +98,8 @@ class Comparison:
         return self.stopwatch(module.cpu(), self._image() if example_input is None else example_input)
 
     # -- one point ----------------------------------------------------------------------------------------------
-    def _per_image(self, decide: Callable[[Tensor], tuple[Tensor, Tensor | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+    def _per_image(self, decide: Callable[[Tensor], tuple[Tensor, Tensor | None]]
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
         """Per validation image: right or not, and the architecture in the space it ran (None: a static network)."""
         correct, archs = [], []
         with torch.no_grad():
@@ -155,13 +122,14 @@ class Comparison:
             confidence = []
             with torch.no_grad():
                 for images, labels in self.batches:
-                    logits = network(images, _fixed(mobilenetv2_architecture(), len(images), images.device))
+                    logits = network(images, fixed_selection(mobilenetv2_architecture(), len(images), images.device))
                     confidence.append(logits.softmax(1).gather(1, labels[:, None]).squeeze(1).cpu().numpy())
             self._difficulty = np.concatenate(confidence)
         return self._difficulty
 
     def _dynamic_point(self, method: str, point: str, correct: np.ndarray, archs: np.ndarray, network_of: Callable,
-                       lut_overhead_ms: float, overhead: tuple[nn.Module, object] | None, frontier: bool = False) -> dict:
+                       lut_overhead_ms: float, overhead: tuple[nn.Module, object] | None,
+                       frontier: bool = False) -> dict:
         """A point whose images run architectures of the space, plus ``overhead`` (what decides, once per image)."""
         lut_ms = self.table.estimate(archs, mode=self.mode) + lut_overhead_ms
         names = pd.Series([format_architecture(arch) for arch in archs])
@@ -180,7 +148,7 @@ class Comparison:
                      recalibrate: bool = False) -> dict:
         """One architecture of the space for every image, run by ``metagraph``'s weights (``recalibrate``: shared
         weights, with batch-norm statistics re-estimated for this architecture, as it was scored)."""
-        choose = lambda images: _fixed(arch, len(images), images.device)  # noqa: E731
+        choose = lambda images: fixed_selection(arch, len(images), images.device)  # noqa: E731
         decide = lambda images: (metagraph(images, choose(images)), None)  # noqa: E731
         with self._statistics(metagraph, choose, self.trainer.calibration_images(BN_BATCHES) if recalibrate else None):
             correct, _ = self._per_image(decide)
@@ -191,7 +159,8 @@ class Comparison:
              frontier: bool) -> dict:
         covered = measured_ms[~np.isnan(measured_ms)]
         return {
-            "method": method, "point": point, "accuracy": float(correct.mean()), "error_pct": 100 * (1 - float(correct.mean())),
+            "method": method, "point": point, "accuracy": float(correct.mean()),
+            "error_pct": 100 * (1 - float(correct.mean())),
             "lut_ms_mean": float(np.mean(lut_ms)), "lut_ms_std": float(np.std(lut_ms)),
             "measured_ms_mean": float(covered.mean()) if len(covered) else np.nan,
             "measured_ms_std": float(covered.std()) if len(covered) else np.nan,
@@ -221,7 +190,7 @@ class Comparison:
                                               mobilenetv2_architecture()))
                 continue
             network = self._train(WidthBaseline(self.trainer, resume=True, width=width)).network.eval()
-            correct, _ = self._per_image(lambda images: (network(images), None))
+            correct, _ = self._per_image(lambda images, network=network: (network(images), None))
             stem, *cells, head = (self._time(part, torch.randn(1, channels, size, size))
                                   for part, (channels, size) in network.parts())
             # its parts summed as the table sums its entries, with the table's calibration in calibrated mode
@@ -259,7 +228,7 @@ class Comparison:
 
     def blockdrop(self) -> list[dict]:
         self._backbone()
-        stage = self._train(BlockDropStage(self.trainer, True, self.table))
+        stage = self._train(BlockDropStage(self.trainer, True, self.table, self.options.blockdrop))
         stage.policy.eval()
         stage.backbone.eval()
 
@@ -273,14 +242,14 @@ class Comparison:
 
     def convnet_aig(self) -> list[dict]:
         self._backbone()
-        stage = self._train(ConvNetAIGStage(self.trainer, True))
+        stage = self._train(ConvNetAIGStage(self.trainer, True, self.options.convnet_aig))
         network = stage.network.eval()
         correct, archs = self._per_image(network.decide)
         gates = GateBank(network.gates)
         shapes = [network.backbone.space.cells[cell] for cell in DROPPABLE_CELLS]
         inputs = tuple(torch.randn(1, spec.in_channels, spec.input_hw, spec.input_hw) for spec in shapes)
         gates_ms = self._time(gates, inputs)  # not in the LUT: timed here, the LUT's way
-        return [self._dynamic_point("convnet-aig", f"target {self.config.aig_target:g}", correct, archs,
+        return [self._dynamic_point("convnet-aig", f"target {self.options.convnet_aig.target:g}", correct, archs,
                                     network.backbone.child, gates_ms, (gates, inputs))]
 
     def _policy_point(self, method: str, point: str, state: dict, recalibrate: bool) -> dict:
@@ -333,7 +302,8 @@ class Comparison:
         rows = []
         for path in sorted((self.run_dir / "snapshots").glob("epoch-*.pt")):
             state = load_checkpoint(path)
-            rows.append(self._policy_point("instanas-search", f"search epoch {state['epoch']}", state, recalibrate=True))
+            point = f"search epoch {state['epoch']}"
+            rows.append(self._policy_point("instanas-search", point, state, recalibrate=True))
         for epoch in self.snapshot_epochs():
             rows.append(self._policy_point("instanas", f"epoch {epoch}, re-trained", self._retrained(epoch),
                                            recalibrate=False))
@@ -356,7 +326,7 @@ class Comparison:
         key = {"files": {str(path.relative_to(self.run_dir)): [path.stat().st_size, path.stat().st_mtime_ns]
                          for path in files},
                "options": options, "lut": self.table.content_hash, "mode": self.mode,
-               "settings": self.config.stage_settings(method) if method in ("blockdrop", "convnet-aig") else None}
+               "settings": self.config.shared_settings()}
         return json.dumps(key, indent=1) + "\n"
 
     def points(self, method: str) -> pd.DataFrame:
@@ -400,8 +370,8 @@ def frontier_plot(frame: pd.DataFrame, oneshot_scores: pd.DataFrame | None, titl
             line = group[group["frontier"]].sort_values("lut_ms_mean")
             if len(line) > 1:
                 axes.plot(line["lut_ms_mean"], 100 * line["accuracy"], color=color, alpha=0.6)
-            axes.errorbar(group["lut_ms_mean"], 100 * group["accuracy"], xerr=group["lut_ms_std"], fmt=marker, color=color,
-                          markersize=8 if method == "instanas" else 6, capsize=2, label=LABELS[method])
+            axes.errorbar(group["lut_ms_mean"], 100 * group["accuracy"], xerr=group["lut_ms_std"], fmt=marker,
+                          color=color, markersize=8 if method == "instanas" else 6, capsize=2, label=LABELS[method])
             if method == "instanas-search":  # the search's trajectory, epoch by epoch
                 axes.plot(group["lut_ms_mean"], 100 * group["accuracy"], color=color, alpha=0.4, linestyle=":")
             for index, row in enumerate(group.itertuples()):
@@ -416,15 +386,24 @@ def frontier_plot(frame: pd.DataFrame, oneshot_scores: pd.DataFrame | None, titl
         axes.legend(fontsize=8)
 
 
-def check_methods(methods: tuple[str, ...]) -> None:
-    unknown = [method for method in methods if method not in METHODS]
-    if unknown:
-        raise InstaNASError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
+def comparison_config(run_dir: Path, *, data_dir: str | None = None, workers: int = TrainConfig.workers,
+                      device: str = "cpu", recipe: dict | None = None) -> TrainConfig:
+    """What the baselines train with: the run's data and cells, and the re-training recipe its MobileNetV2 1.0× was
+    trained with (``recipe``'s values that are not None override it)."""
+    run_dir = Path(run_dir)
+    saved = read_run(run_dir)
+    trained = {}
+    if (run_dir / "mobilenetv2.pt").exists():
+        trained = {key: value for key, value in load_checkpoint(run_dir / "mobilenetv2.pt")["settings"].items()
+                   if key.startswith("finetune_")}
+    overrides = {key: value for key, value in (recipe or {}).items() if value is not None}
+    return TrainConfig(**{key: saved[key] for key in RUN_KEYS}, data_dir=data_dir or saved["data_dir"],
+                       workers=workers, device=device, **(trained | overrides))
 
 
-def compare(run_dir: Path, config: TrainConfig, table, options: CompareOptions, out: Path | None = None) -> pd.DataFrame:
+def compare(run_dir: Path, config: TrainConfig, table, options: CompareOptions,
+            out: Path | None = None) -> pd.DataFrame:
     """Train or load every method, evaluate it, write ``table.csv``, ``table.md`` and ``frontier.png`` in ``out``."""
-    check_methods(options.methods)
     out = Path(out) if out else Path(run_dir) / "compare"
     comparison = Comparison(run_dir, config, table, options, out)
     frame = pd.concat([comparison.points(method) for method in options.methods], ignore_index=True)

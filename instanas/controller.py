@@ -17,7 +17,6 @@ from instanas.modules import ConvBNAct
 from instanas.space import ARCH_SHAPE, NUM_CELLS, NUM_MODULES, controller_widths, with_default_modules
 
 
-
 class BasicResidualBlock(nn.Module):
     """Two 3×3 conv-BN layers with an identity (or 1×1 conv-BN projection) shortcut, as in ResNet."""
 
@@ -55,7 +54,8 @@ class PolicyNetwork(nn.Module):
             self.stem = ConvBNAct(3, first, 3)
         steps = (first, *widths)
         self.blocks = nn.Sequential(
-            *(BasicResidualBlock(w_in, w_out, 1 if i == 0 else 2) for i, (w_in, w_out) in enumerate(zip(steps, steps[1:])))
+            *(BasicResidualBlock(w_in, w_out, 1 if i == 0 else 2)
+              for i, (w_in, w_out) in enumerate(zip(steps, steps[1:])))
         )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
         self.logits = nn.Linear(widths[-1], outputs)

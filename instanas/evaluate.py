@@ -18,13 +18,14 @@ from scipy import stats
 from torch.utils.data import DataLoader
 
 from instanas.atomic import atomic_write, report_path
-from instanas.plots import png_figure
 from instanas.controller import Controller, deterministic_policy
 from instanas.data import dataset_info, load_dataset, subset
 from instanas.errors import CheckpointError, LUTError
-from instanas.metagraph import MetaGraph
+from instanas.metagraph import MetaGraph, fixed_selection
+from instanas.plots import png_figure
 from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture
-from instanas.train import load_checkpoint, read_run
+from instanas.training.checkpoints import load_checkpoint, read_run
+from lut.validation import Stopwatch
 
 
 def _predict(metagraph: MetaGraph, loader: DataLoader, choose) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -39,27 +40,6 @@ def _predict(metagraph: MetaGraph, loader: DataLoader, choose) -> tuple[np.ndarr
             confidence.append(probabilities.gather(1, labels[:, None]).squeeze(1).numpy())
             archs.append(selection.cpu().numpy().astype(bool))
     return np.concatenate(correct), np.concatenate(confidence), np.concatenate(archs)
-
-
-class Stopwatch:
-    """Measured ms of modules: paired with the reference network, converted with the LUT's anchor and speed exponent
-    (its units: :meth:`lut.table.LatencyTable.measured_ms`)."""
-
-    def __init__(self, table, *, threads: int | None = None, min_run_time: float = 0.2):
-        from profiler.reference import reference_timer
-
-        table.check_reference()
-        self.timer = reference_timer(threads or table.threads)
-        self.table, self.min_run_time = table, min_run_time
-
-    def __call__(self, module: torch.nn.Module, example_input) -> float:
-        stats = self.timer.measure(module.eval(), example_input, min_run_time=self.min_run_time)
-        return float(self.table.measured_ms(stats.ratio, stats.reference_ms))
-
-    def images(self, networks: dict[str, torch.nn.Module], resolution: int) -> dict[str, float]:
-        """Each network on one image."""
-        image = torch.randn(1, 3, resolution, resolution)
-        return {name: self(network, image) for name, network in networks.items()}
 
 
 def histogram_plot(latency_ms: np.ndarray, baseline_ms: float | None, report: dict, path: Path) -> None:
@@ -102,7 +82,8 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
         raise LUTError(f"{table.path}: profiled at {table.resolution} px, the run trains at {run['resolution']} px")
     table.check_merge(run["cell_merge"])
     info = dataset_info(run["dataset"])
-    dataset = subset(load_dataset(run["dataset"], data_dir or run["data_dir"], train=False), run["limit_val"], run["seed"])
+    dataset = subset(load_dataset(run["dataset"], data_dir or run["data_dir"], train=False), run["limit_val"],
+                     run["seed"])
     loader = DataLoader(dataset, batch_size=100)
 
     metagraph = MetaGraph(run["resolution"], info.num_classes, run["cell_merge"])
@@ -152,8 +133,8 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
     if baseline or baseline_path.exists():
         network = MetaGraph(run["resolution"], info.num_classes, run["cell_merge"])
         network.load_state_dict(load_checkpoint(baseline_path)["metagraph"])
-        fixed = torch.as_tensor(mobilenetv2_architecture())
-        base_correct, base_confidence, _ = _predict(network, loader, lambda images: fixed.expand(len(images), -1, -1))
+        base_correct, base_confidence, _ = _predict(
+            network, loader, lambda images: fixed_selection(mobilenetv2_architecture(), len(images)))
         baseline_ms = float(table.estimate(mobilenetv2_architecture(), mode=mode))
         quartile = pd.qcut(base_confidence, 4, labels=False, duplicates="drop")
         report["mobilenetv2"] = {

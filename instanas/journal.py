@@ -24,7 +24,8 @@ class CsvJournal:
         if resume and self.path.exists():
             saved = self._saved_settings()
             if saved != settings:
-                changed = sorted(key for key in {**(saved or {}), **settings} if (saved or {}).get(key) != settings.get(key))
+                changed = sorted(key for key in {**(saved or {}), **settings}
+                                 if (saved or {}).get(key) != settings.get(key))
                 differences = ", ".join(f"{key} {(saved or {}).get(key)!r} → {settings.get(key)!r}" for key in changed)
                 raise InstaNASError(
                     f"{self.path}: the interrupted run used other settings ({differences}); rerun without --resume"

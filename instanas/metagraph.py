@@ -12,8 +12,9 @@ A cell merges its selected modules' outputs by their ``mean`` (the default) or t
 authors' code). Every inverted bottleneck carries its own identity shortcut, so a summing cell with k modules
 outputs about k·x: the scale of the activations multiplies from cell to cell with the number of modules chosen
 (untrained, batch statistics: RMS 2.0, 50 and 142 after cell 9 with 1, 3 and 5 modules in every cell; 2.0, 1.2
-and 0.7 with the mean), and one set of batch-norm statistics cannot serve sparse and dense children at once. The mean keeps one scale whatever k is, at the cost of
-one multiplication per cell that selects two or more modules (timed in the LUT with the sum).
+and 0.7 with the mean), and one set of batch-norm statistics cannot serve sparse and dense children at once. The
+mean keeps one scale whatever k is, at the cost of one multiplication per cell that selects two or more modules
+(timed in the LUT with the sum).
 """
 
 from __future__ import annotations
@@ -22,28 +23,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from instanas.errors import ConfigError
 from instanas.modules import ConvBNAct, build_module
 from instanas.space import (
+    ARCH_SHAPE,
     HEAD_CHANNELS,
     MODULE_OPTIONS,
     STEM_CHANNELS,
     CellSpec,
+    check_merge,
     search_space,
     validate_architecture,
     with_default_modules,
 )
 
 DEFAULT_NUM_CLASSES = {32: 10, 64: 200, 224: 1000}
-CELL_MERGES = ("mean", "sum")
-
-
-def check_merge(merge: str) -> str:
-    if merge not in CELL_MERGES:
-        raise ConfigError(f"unknown cell merge {merge!r} (choose from {', '.join(CELL_MERGES)})")
-    return merge
-
-
 def merge_outputs(outputs: list[Tensor], merge: str) -> Tensor:
     """A cell's output from its selected modules' outputs: k − 1 additions, then for ``mean`` one scaling by 1/k."""
     out = outputs[0]
@@ -163,3 +156,9 @@ class MetaGraph(nn.Module):
         ]
         child = ChildNetwork(arch, self.resolution, self.stem, cells, self.head)
         return child.train(self.training)
+
+
+def fixed_selection(architecture: np.ndarray, count: int, device=None) -> Tensor:
+    """One architecture for every image of a batch of ``count``: the ``(count, 17, 5)`` selection :class:`MetaGraph`
+    takes in training mode."""
+    return torch.as_tensor(architecture, device=device).unsqueeze(0).expand(count, *ARCH_SHAPE)

@@ -37,14 +37,7 @@ from instanas.space import (
     smallest_architecture,
     with_default_modules,
 )
-
-REWARDS = ("graded", "paper")
-
-
-def check_reward(kind: str) -> str:
-    if kind not in REWARDS:
-        raise ConfigError(f"unknown reward {kind!r} (choose from {', '.join(REWARDS)})")
-    return kind
+from instanas.training.config import check_reward
 
 
 @dataclass(frozen=True)
@@ -144,7 +137,7 @@ class LatencyReward:
     def pricer(self, table, probabilities: Tensor, epoch: int, alpha: float) -> Callable[[Tensor, bool], tuple]:
         """For one batch of policies ``probabilities``: ``price(selection, drawn) -> (R_A, LUT latency)`` of the
         drawn (``drawn``) or greedy children ``selection`` (required cells already repaired), as
-        :func:`instanas.train.self_critical_loss` asks for them."""
+        :func:`instanas.training.loop.self_critical_loss` asks for them."""
         greedy_ms = lut_latency(table, deterministic_policy(probabilities.detach()), table.default_mode)
         mean_drawn_ms = mean_drawn_latency(table, encouraged(probabilities.detach(), alpha))
 

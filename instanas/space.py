@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from instanas.errors import ArchitectureError, ResolutionError
+from instanas.errors import ArchitectureError, ConfigError, ResolutionError
 
 RESOLUTIONS = (32, 64, 224)
 STEM_CHANNELS = 32
@@ -123,6 +123,15 @@ def search_space(resolution: int) -> SearchSpace:
 # The first cell of every stage changes width, so the required cells are the same at every resolution.
 REQUIRED_CELLS = search_space(32).required_cells
 REQUIRED_CELLS.setflags(write=False)
+CELL_MERGES = ("mean", "sum")  # how a cell merges its selected modules' outputs (see instanas.metagraph)
+
+
+def check_merge(merge: str) -> str:
+    if merge not in CELL_MERGES:
+        raise ConfigError(f"unknown cell merge {merge!r} (choose from {', '.join(CELL_MERGES)})")
+    return merge
+
+
 ARCH_SHAPE = (NUM_CELLS, NUM_MODULES)
 
 

@@ -11,7 +11,7 @@ import json
 import os
 import re
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -63,7 +63,7 @@ def _write_new_version(meta: dict, entries: pd.DataFrame, store: Path) -> Latenc
     fingerprint, resolution = meta["fingerprint"]["id"], meta["resolution"]
     existing = table_versions(store, fingerprint, resolution)
     version = existing[-1][0] + 1 if existing else 1
-    meta = meta | {"version": version, "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    meta = meta | {"version": version, "created": datetime.now(UTC).isoformat(timespec="seconds")}
     path = Path(store) / fingerprint / f"res{resolution}-v{version}.json"
     table = LatencyTable(meta, entries, path)
     atomic_write(path, json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n")

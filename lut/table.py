@@ -31,6 +31,7 @@ from instanas.space import (
     entry_keys,
     search_space,
 )
+from profiler.reference import reference_description
 
 SCHEMA_VERSION = 1
 KIND = "instanas-latency-lut"
@@ -51,8 +52,6 @@ def content_hash(payload: dict) -> str:
 
 def summarise_records(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Reduce per-round records to one row per entry, in milliseconds at the profile's typical speed."""
-    from profiler.reference import reference_description  # here, not at the top: it imports torch (≈2 s)
-
     anchor = float(frame["reference_ms"].median())
     rows = []
     for key, group in frame.sort_values("round").groupby("key", sort=True):
@@ -128,9 +127,8 @@ class LatencyTable:
         return self.meta["reference"]["anchor_ms"]
 
     def check_reference(self) -> None:
-        """Refuse to convert new paired measurements with this table's anchor if it was timed against another network."""
-        from profiler.reference import reference_description  # here, not at the top: it imports torch (≈2 s)
-
+        """Refuse to convert new paired measurements with this table's anchor if it was timed against another
+        network."""
         recorded = self.meta["reference"]
         recorded = {"arch": recorded.get("arch"), "resolution": recorded.get("resolution", self.resolution)}
         if recorded != reference_description():

@@ -8,11 +8,12 @@ network.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from instanas.metagraph import MetaGraph
 from instanas.space import format_architecture, mobilenetv2_architecture
-from profiler.timing import PairedTimer
+
+if TYPE_CHECKING:
+    from profiler.timing import PairedTimer
 
 REFERENCE_RESOLUTION = 32
 REFERENCE_SEED = 0
@@ -25,6 +26,12 @@ def reference_description() -> dict:
 
 def reference_timer(threads: int | None = None) -> PairedTimer:
     """A :class:`PairedTimer` against the reference network (own random stream: the caller's is left alone)."""
+    # torch only here: a table checks its reference description without loading torch (about 2 s)
+    import torch
+
+    from instanas.metagraph import MetaGraph
+    from profiler.timing import PairedTimer
+
     with torch.random.fork_rng():
         torch.manual_seed(REFERENCE_SEED)
         graph = MetaGraph(REFERENCE_RESOLUTION).eval()

@@ -1,11 +1,13 @@
 """Profile every part an architecture executes, each in context (its real input shape at that cell and resolution).
 
 The entries: the stem, each cell's five modules (their own identity shortcut included), the cost of merging k = 2…5
-module outputs in each cell (their sum, or their mean: see :mod:`instanas.metagraph`), the head, and the controller (which runs once per image, whatever it chooses). An architecture runs the stem, its selected modules, one k-way sum per
+module outputs in each cell (their sum, or their mean: see :mod:`instanas.metagraph`), the head, and the controller
+(which runs once per image, whatever it chooses). An architecture runs the stem, its selected modules, one k-way sum per
 cell that selects k ≥ 2 modules, and the head, so its estimate is the sum of exactly those entries.
 
 Each entry is timed in blocks alternating with blocks of the reference network (:mod:`profiler.reference`), so
-what is recorded is mostly the ratio of the two, which the machine's changing speed does not move. Entries are measured in rounds, each round in a fresh random order; the table keeps every round's value.
+what is recorded is mostly the ratio of the two, which the machine's changing speed does not move. Entries are
+measured in rounds, each round in a fresh random order; the table keeps every round's value.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def profile_tasks(graph: MetaGraph) -> list[ProfileTask]:
                 )
             )
     last = space.cells[-1]
-    tasks.append(ProfileTask("head", "head", None, None, None, lambda: (graph.head, feature_map(last.out_channels, last.output_hw))))
+    tasks.append(ProfileTask("head", "head", None, None, None,
+                             lambda: (graph.head, feature_map(last.out_channels, last.output_hw))))
     controller = Controller(space.resolution)
     image = feature_map(3, space.resolution)
     tasks.append(ProfileTask(CONTROLLER_KEY, "controller", None, controller_signature(space.resolution), None,

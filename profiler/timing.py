@@ -2,9 +2,9 @@
 
 Every figure the suite reports comes from :func:`measure_latency` (raw latency) or :class:`PairedTimer` (latency
 relative to a reference network timed in alternating blocks, which cancels the machine's changing speed; one
-reference block per module block, or, with :meth:`PairedTimer.measure_group`, one per round of several modules). Both use
-the same blocks: eval mode, ``torch.inference_mode()``, a fixed thread count, warm-up before timing (oneDNN picks
-its kernels on the first calls), and the median with its IQR over timed blocks.
+reference block per module block, or, with :meth:`PairedTimer.measure_group`, one per round of several modules).
+Both use the same blocks: eval mode, ``torch.inference_mode()``, a fixed thread count, warm-up before timing
+(oneDNN picks its kernels on the first calls), and the median with its IQR over timed blocks.
 """
 
 from __future__ import annotations

@@ -94,3 +94,28 @@ def test_measure_paired_converts_the_ratio_with_the_luts_anchor(profiled, cli):
 def test_measure_paired_refuses_a_lut_of_other_cells(profiled, cli):
     result = cli("measure", "-r", "32", "--arch", SMALLEST, "--paired", "--lut", str(profiled), "--cell-merge", "sum")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--cell-merge sum" in result.stderr
+
+
+def test_every_setting_has_an_option_whose_default_is_the_settings_own():
+    """One source of each default: ``train`` has an option for every TrainConfig field, ``compare`` one for every
+    field of the baselines' settings and of CompareOptions that a user sets, each defaulting to the dataclass's."""
+    import dataclasses
+
+    from typer.main import get_command
+
+    from instanas.baselines.settings import BlockDropSettings, CompareOptions, ConvNetAIGSettings
+    from instanas.cli import app
+    from instanas.training.config import TrainConfig
+
+    commands = get_command(app).commands
+    train, compare = ({param.name: param.default for param in commands[name].params} for name in ("train", "compare"))
+    for field in dataclasses.fields(TrainConfig):
+        assert train[field.name] == field.default, field.name
+    for prefix, kind in (("blockdrop_", BlockDropSettings), ("aig_", ConvNetAIGSettings)):
+        for field in dataclasses.fields(kind):
+            assert compare[prefix + field.name] == field.default, prefix + field.name
+    options = {"oneshot_samples": "oneshot_samples", "retrain": "retrain", "retrain_snapshots": "retrain_snapshots",
+               "measure": "measure", "min_run_time": "min_time", "device": "device"}
+    for field, option in options.items():
+        assert compare[option] == getattr(CompareOptions, field), field
+    assert compare["widths"] == ",".join(f"{width:g}" for width in CompareOptions().widths)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PROFILE_ARGS
 
 from instanas.errors import ArchitectureError, ForeignLUTError, LUTError
 from instanas.space import (
@@ -28,11 +29,9 @@ from instanas.space import (
 )
 from lut.store import check_fingerprint, list_tables, load_table, save_table, table_versions
 from lut.table import content_hash
+from profiler.fingerprint import fingerprint_id, machine_fingerprint
 from profiler.space_profile import profile_space
 from profiler.speed_gate import SpeedGate
-from profiler.fingerprint import fingerprint_id, machine_fingerprint
-
-from conftest import PROFILE_ARGS
 
 
 def rewrite(source: Path, target: Path, change) -> Path:
@@ -204,7 +203,8 @@ def test_diff_ranks_the_largest_change_first(profiled, tmp_path, cli):
     ],
 )
 def test_cli_errors_are_one_line(profiled, cli, tmp_path, args, message):
-    args = [str(profiled) if arg == "LUT" else str(tmp_path / arg) if arg in {"missing.json", "empty"} else arg for arg in args]
+    args = [str(profiled) if arg == "LUT" else str(tmp_path / arg) if arg in {"missing.json", "empty"} else arg
+            for arg in args]
     result = cli(*args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -303,7 +303,8 @@ def test_diff_splits_the_estimates_move_into_anchor_and_ratios(profiled, tmp_pat
     payload = json.loads(result.stdout)
     assert payload["architectures"] == 500
     assert payload["estimate_change_pct_median"] == pytest.approx(10)
-    assert payload["anchor_change_pct"] == pytest.approx(10) and payload["ratio_abs_change_pct_median"] == pytest.approx(0, abs=1e-9)
+    assert payload["anchor_change_pct"] == pytest.approx(10)
+    assert payload["ratio_abs_change_pct_median"] == pytest.approx(0, abs=1e-9)
     text = cli("lut", "diff", str(profiled), str(slower), "--architectures", "500")
     assert text.returncode == 0 and "500 random architectures: estimates moved +10.00 %" in text.stdout
 

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from instanas.errors import ConfigError
-from instanas.metagraph import CELL_MERGES, MetaGraph
+from instanas.metagraph import MetaGraph
 from instanas.space import (
+    CELL_MERGES,
     MODULE_NAMES,
     full_architecture,
     parse_architecture,

@@ -21,7 +21,7 @@ from instanas.reward import (
     mean_drawn_latency,
 )
 from instanas.space import full_architecture, sample_architectures, smallest_architecture, with_default_modules
-from instanas.train import self_critical_loss
+from instanas.training.loop import self_critical_loss
 from lut.store import load_table, save_calibrated
 
 ALPHA = 0.8
@@ -144,7 +144,8 @@ def test_graded_reward_is_the_paper_quadratic_inside_and_keeps_falling_outside()
     far = graded_latency_reward(torch.linspace(10.5, 22, 40), 7.0, 3.0)  # where float32 still tells them apart
     assert (far.diff() < 0).all(), "above the interval a faster child always earns more"
     assert (far > -1).all(), "a right answer never earns less than a wrong one"
-    slope = (graded_latency_reward(torch.tensor([10.001]), 7.0, 3.0) - graded_latency_reward(torch.tensor([9.999]), 7.0, 3.0))
+    slope = (graded_latency_reward(torch.tensor([10.001]), 7.0, 3.0)
+             - graded_latency_reward(torch.tensor([9.999]), 7.0, 3.0))
     assert float(slope) / 0.002 == pytest.approx(-2 / 3, rel=0.01), "the slope is continuous at the bound"
 
 

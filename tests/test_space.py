@@ -9,9 +9,9 @@ import torch
 from instanas.errors import ArchitectureError, ResolutionError
 from instanas.space import (
     DEFAULT_MODULE,
-    NUM_MODULES,
     MODULE_NAMES,
     NUM_CELLS,
+    NUM_MODULES,
     REQUIRED_CELLS,
     edge_architectures,
     format_architecture,

@@ -12,17 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TINY
 
 from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import Cutout, load_dataset
 from instanas.errors import DatasetError, LUTError
 from instanas.reward import LatencyBounds, instance_reward, latency_reward
 from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, parse_architecture, smallest_architecture
-from instanas.train import Pretrain, TrainConfig, Trainer, Workers, drop_path_rate, read_run
+from instanas.training.checkpoints import read_run, record_run
+from instanas.training.config import TrainConfig
+from instanas.training.loop import Trainer
+from instanas.training.runtime import Workers
+from instanas.training.stages import Pretrain, drop_path_rate
 from lut.store import load_table
-
-from conftest import TINY
-
 
 
 @pytest.mark.parametrize("resolution", [32, 64, 224])
@@ -49,8 +51,9 @@ def test_controller_is_the_authors_policy_network(resolution, widths, pooled_hw)
 def test_a_table_timed_with_another_controller_is_refused():
     """The 224 px tables in docs/results were timed before the controller grew its fourth block (``Policy224``)."""
     table = load_table(Path(__file__).parents[1] / "docs/results/correlate-224/res224-v2.json")
-    with pytest.raises(LUTError, match="timed another controller .blocks 16-32-64; this instanas has blocks 16-32-64-128"):
-        table.controller_ms
+    message = "timed another controller .blocks 16-32-64; this instanas has blocks 16-32-64-128"
+    with pytest.raises(LUTError, match=message):
+        _ = table.controller_ms
 
 
 def test_deterministic_policy_thresholds_and_fills_required_cells():
@@ -107,7 +110,8 @@ def test_shrinking_pretraining_spreads_the_same_mean_rate_over_sparse_and_dense_
     rng = np.random.default_rng(0)
     fixed = Pretrain.children(400, 0.5, rng, "cpu").numpy().reshape(400, -1).mean(1)
     spread = Pretrain.children(400, 0.5, rng, "cpu", spread=True).numpy().reshape(400, -1).mean(1)
-    assert abs(spread.mean() - fixed.mean()) < 0.1, "about the same mean rate (keep clipped at 0.05; required cells never empty)"
+    assert abs(spread.mean() - fixed.mean()) < 0.1, \
+        "about the same mean rate (keep clipped at 0.05; required cells never empty)"
     assert fixed.min() > 0.3, "one rate for all: no image sees a sparse child"
     assert spread.min() < 0.15 and spread.max() > 0.9, "per-image rates: sparse and dense children both trained"
 
@@ -126,10 +130,22 @@ def test_a_share_of_the_training_images_is_held_out_from_training(tmp_path):
     assert not set(trainer.train_set.indices) & set(trainer.holdout_set.indices)
     torch.testing.assert_close(trainer.holdout_set[0][0], trainer.holdout_set[0][0])
     assert json.loads((tmp_path / "run.json").read_text())["holdout"] == 0.1
-    assert Trainer(TrainConfig(dataset="digits", workers=0, holdout=0.0), tmp_path / "all", Workers()).holdout_set is None
+    everything = Trainer(TrainConfig(dataset="digits", workers=0, holdout=0.0), tmp_path / "all", Workers())
+    assert everything.holdout_set is None
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "run.json").write_text(json.dumps({"dataset": "digits", "resolution": 32}))
     assert read_run(tmp_path / "old")["holdout"] == 0.0, "runs from before --holdout trained on every image"
+
+
+def test_run_json_names_the_data_folder_relative_to_the_run(tmp_path):
+    data, run = tmp_path / "data" / "cifar", tmp_path / "runs" / "a"
+    data.mkdir(parents=True)
+    run.mkdir(parents=True)
+    record_run(run, TrainConfig(dataset="cifar10", data_dir=str(data)), 32)
+    assert json.loads((run / "run.json").read_text())["data_dir"] == os.path.join("..", "..", "data", "cifar")
+    assert Path(read_run(run)["data_dir"]).resolve() == data.resolve()
+    (run / "run.json").write_text(json.dumps({"data_dir": str(data), "dataset": "cifar10", "resolution": 32}))
+    assert read_run(run)["data_dir"] == str(data), "an absolute path of an older run folder is kept"
 
 
 def test_cutout_erases_one_square():

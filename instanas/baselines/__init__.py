@@ -7,25 +7,7 @@
 * :mod:`.convnet_aig` — ConvNet-AIG (Veit & Belongie, 2018): a Gumbel-softmax gate before every residual cell.
 
 BlockDrop and ConvNet-AIG run on the trained MobileNetV2 1.0× of the space (``mb3e6`` in every cell, the run's
-``mobilenetv2`` stage). A dropped cell is an empty cell of the meta-graph: the identity, its module never runs.
+``mobilenetv2`` stage, :mod:`.backbone`). A dropped cell is an empty cell of the meta-graph: the identity, its
+module never runs. Their settings, and ``instanas compare``'s, are in :mod:`.settings` (no torch there: the CLI
+takes its defaults from them).
 """
-
-from __future__ import annotations
-
-import numpy as np
-import torch
-from torch import Tensor
-
-from instanas.space import MODULE_NAMES, REQUIRED_CELLS
-
-DROPPABLE_CELLS = np.flatnonzero(~REQUIRED_CELLS)  # residual cells: same shape in and out, so they can be skipped
-_REQUIRED = np.flatnonzero(REQUIRED_CELLS)
-BACKBONE_MODULE = MODULE_NAMES.index("mb3e6")
-
-
-def backbone_selection(keep: Tensor) -> Tensor:
-    """``(B, 17, 5)`` selections of MobileNetV2 with the droppable cells ``keep`` ``(B, len(DROPPABLE_CELLS))`` says."""
-    selection = torch.zeros(len(keep), len(REQUIRED_CELLS), len(MODULE_NAMES), dtype=torch.bool, device=keep.device)
-    selection[:, _REQUIRED, BACKBONE_MODULE] = True
-    selection[:, DROPPABLE_CELLS, BACKBONE_MODULE] = keep.bool()
-    return selection

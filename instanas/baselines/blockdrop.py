@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from instanas.baselines import DROPPABLE_CELLS, backbone_selection
+from instanas.baselines.backbone import DROPPABLE_CELLS, backbone_selection
+from instanas.baselines.settings import BlockDropSettings
 from instanas.controller import PolicyNetwork
-from instanas.train import EpochTotals, Stage, Trainer, load_checkpoint, self_critical_loss
+from instanas.training.checkpoints import load_checkpoint
+from instanas.training.loop import EpochTotals, Stage, Trainer, self_critical_loss
 
 BACKBONE_STAGE = "mobilenetv2"
 
@@ -32,22 +34,26 @@ def load_backbone(trainer: Trainer):
 class BlockDropStage(Stage):
     name = "blockdrop"
 
-    def __init__(self, trainer: Trainer, resume: bool, table):
+    def __init__(self, trainer: Trainer, resume: bool, table, settings: BlockDropSettings):
+        self.own = settings
         super().__init__(trainer, resume)
-        config, self.table = self.config, table
+        self.table = table
         self.backbone = trainer.new_metagraph() if self.resumed else load_backbone(trainer)
         self.policy = PolicyNetwork(trainer.resolution, len(DROPPABLE_CELLS)).to(self.workers.device)
         self.backbone_model, self.policy_model = self.workers.wrap(self.backbone), self.workers.wrap(self.policy)
-        self.curriculum_optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.blockdrop_lr)
+        self.curriculum_optimizer = torch.optim.Adam(self.policy.parameters(), lr=settings.lr)
         self.joint_optimizer = torch.optim.Adam([*self.policy.parameters(), *self.backbone.parameters()],
-                                                lr=config.blockdrop_joint_lr)
+                                                lr=settings.joint_lr)
         self._restore(metagraph=self.backbone, policy=self.policy, curriculum_optimizer=self.curriculum_optimizer,
                       joint_optimizer=self.joint_optimizer)
         self.decided = torch.ones(len(DROPPABLE_CELLS), dtype=torch.bool, device=self.workers.device)
 
     @property
     def epochs(self) -> int:
-        return self.config.blockdrop_curriculum_epochs + self.config.blockdrop_joint_epochs
+        return self.own.curriculum_epochs + self.own.joint_epochs
+
+    def stage_settings(self) -> dict:
+        return self.config.shared_settings() | self.own.checkpoint_settings()
 
     def state(self) -> dict:
         return {"metagraph": self.backbone.state_dict(), "policy": self.policy.state_dict(),
@@ -59,21 +65,21 @@ class BlockDropStage(Stage):
         return backbone_selection((self.policy(images) > 0.5) | ~self.decided)
 
     def _reward(self, images: Tensor, labels: Tensor, keep: Tensor, penalty: float) -> tuple[Tensor, Tensor, Tensor]:
-        """1 − (kept fraction)² per right prediction, ``penalty`` per wrong one; also which were right, and the logits."""
+        """1 − (kept fraction)² per right prediction, ``penalty`` per wrong one; which were right; the logits."""
         logits = self.backbone_model(images, backbone_selection(keep))
         correct = logits.argmax(1) == labels
         kept = keep.float().mean(1)
         return torch.where(correct, 1 - kept**2, torch.full_like(kept, penalty)), correct, logits
 
     def train_epoch(self, epoch: int) -> dict:
-        config = self.config
-        joint = epoch >= config.blockdrop_curriculum_epochs
+        own = self.own
+        joint = epoch >= own.curriculum_epochs
         decided = self.decided = torch.ones_like(self.decided)
         if not joint:  # the curriculum: only the last epoch + 1 cells are the policy's
             decided[: -min(epoch + 1, len(DROPPABLE_CELLS))] = False
         optimizer = self.joint_optimizer if joint else self.curriculum_optimizer
-        penalty = config.blockdrop_joint_penalty if joint else config.blockdrop_penalty
-        entropy_weight = 0.0 if joint else config.blockdrop_entropy_weight
+        penalty = own.joint_penalty if joint else own.penalty
+        entropy_weight = 0.0 if joint else own.entropy_weight
 
         def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
             self.policy_model.train()
@@ -87,7 +93,7 @@ class BlockDropStage(Stage):
                 return priced[-1]
 
             loss, (_, correct, logits) = self_critical_loss(
-                self.policy_model(images), reward, config.alpha, entropy_weight, decided.expand(len(images), -1),
+                self.policy_model(images), reward, own.alpha, entropy_weight, decided.expand(len(images), -1),
                 summed=joint,
             )
             if joint:
@@ -97,7 +103,7 @@ class BlockDropStage(Stage):
             optimizer.step()
             totals.add(loss.detach(), correct)
 
-        loader = self.trainer.loader(self.trainer.train_set, config.search_batch, train=True)
+        loader = self.trainer.loader(self.trainer.train_set, own.batch, train=True)
         label = "blockdrop: joint" if joint else f"blockdrop: last {int(decided.sum())} cells"
         row = {"phase": "joint" if joint else "curriculum"} | self.trainer.epoch(loader, epoch, label, step, "train")
         self.policy.eval()

@@ -13,11 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from instanas.baselines import BACKBONE_MODULE, DROPPABLE_CELLS, backbone_selection
+from instanas.baselines.backbone import BACKBONE_MODULE, DROPPABLE_CELLS, backbone_selection
 from instanas.baselines.blockdrop import load_backbone
+from instanas.baselines.settings import ConvNetAIGSettings
 from instanas.metagraph import MetaGraph
 from instanas.space import NUM_MODULES
-from instanas.train import EpochTotals, Stage, Trainer
+from instanas.training.loop import EpochTotals, Stage, Trainer
 
 GATE_HIDDEN = 16
 
@@ -42,7 +43,8 @@ class GatedMobileNetV2(nn.Module):
     def __init__(self, backbone: MetaGraph):
         super().__init__()
         self.backbone = backbone
-        self.gates = nn.ModuleDict({str(cell): Gate(backbone.space.cells[cell].in_channels) for cell in DROPPABLE_CELLS})
+        self.gates = nn.ModuleDict(
+            {str(cell): Gate(backbone.space.cells[cell].in_channels) for cell in DROPPABLE_CELLS})
 
     def forward(self, images: Tensor, with_gates: bool = False):
         """Logits, and with ``with_gates`` the ``(B, droppable cells)`` gate decisions (differentiable in training)."""
@@ -51,10 +53,11 @@ class GatedMobileNetV2(nn.Module):
         x = self.backbone.stem(images)
         decisions = []
         for index, cell in enumerate(self.backbone.cells):
-            gate = self.gates[str(index)] if str(index) in self.gates else None
-            if gate is None:
+            if str(index) not in self.gates:  # a cell that changes shape always runs
                 x = cell(x, runs)
-            elif self.training:
+                continue
+            gate = self.gates[str(index)]
+            if self.training:
                 opened = F.gumbel_softmax(gate(x), tau=1.0, hard=True)[:, 1]
                 x = x + opened.view(-1, 1, 1, 1) * (cell(x, runs) - x)
                 decisions.append(opened)
@@ -75,42 +78,46 @@ class GatedMobileNetV2(nn.Module):
 class ConvNetAIGStage(Stage):
     name = "convnet-aig"
 
-    def __init__(self, trainer: Trainer, resume: bool):
+    def __init__(self, trainer: Trainer, resume: bool, settings: ConvNetAIGSettings):
+        self.own = own = settings
         super().__init__(trainer, resume)
-        config = self.config
         backbone = trainer.new_metagraph() if self.resumed else load_backbone(trainer)
         self.network = GatedMobileNetV2(backbone).to(self.workers.device)
         self.model = self.workers.wrap(self.network)
-        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=config.aig_lr, momentum=config.momentum,
-                                         weight_decay=config.aig_weight_decay)
-        milestones = [int(config.aig_epochs * 150 / 350), int(config.aig_epochs * 250 / 350)]  # the authors' 150/250 of 350
+        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=own.lr, momentum=own.momentum,
+                                         weight_decay=own.weight_decay)
+        # the authors' steps at 150 and 250 of 350 epochs
+        milestones = [int(own.epochs * 150 / 350), int(own.epochs * 250 / 350)]
         self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)
         self._restore(network=self.network, optimizer=self.optimizer, schedule=self.schedule)
 
     @property
     def epochs(self) -> int:
-        return self.config.aig_epochs
+        return self.own.epochs
+
+    def stage_settings(self) -> dict:
+        return self.config.shared_settings() | self.own.checkpoint_settings()
 
     def state(self) -> dict:
         return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict()}
 
     def train_epoch(self, epoch: int) -> dict:
-        config = self.config
+        own = self.own
         open_rates: list[Tensor] = []
 
         def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
             self.model.train()
             logits, opened = self.model(images, with_gates=True)
             rates = opened.mean(0)
-            loss = F.cross_entropy(logits, labels) + config.aig_loss_weight * ((config.aig_target - rates) ** 2).mean()
+            loss = F.cross_entropy(logits, labels) + own.loss_weight * ((own.target - rates) ** 2).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             open_rates.append(rates.detach().mean())
             totals.add(loss.detach(), logits.argmax(1) == labels)
 
-        loader = self.trainer.loader(self.trainer.train_set, config.finetune_batch, train=True)
+        loader = self.trainer.loader(self.trainer.train_set, own.batch, train=True)
         row = self.trainer.epoch(loader, epoch, "convnet-aig", step, "train")
         self.schedule.step()
         row["train_open_rate"] = float(torch.stack(open_rates).mean()) if open_rates else 0.0

@@ -11,11 +11,12 @@ from torch import Tensor, nn
 from instanas.metagraph import Head, Stem
 from instanas.modules import InvertedResidual
 from instanas.space import HEAD_CHANNELS, STEM_CHANNELS, search_space
-from instanas.train import Retrain, Trainer
+from instanas.training.loop import Trainer
+from instanas.training.stages import Retrain
 
 
 def scaled(channels: int, width: float, divisor: int = 8) -> int:
-    """``channels × width`` rounded to a multiple of ``divisor``, never below 90 % of the product (torchvision's rule)."""
+    """``channels × width`` rounded to a multiple of ``divisor``, never below 90 % of the product (torchvision)."""
     value = channels * width
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
@@ -57,11 +58,13 @@ class WidthBaseline(Retrain):
     """MobileNetV2 at ``width`` (≠ 1.0), the same recipe and epochs as the run's ``mobilenetv2`` stage."""
 
     state_key = "network"
-    choose = None  # a static network
 
     def __init__(self, trainer: Trainer, resume: bool, width: float):
         self.width, self.name = width, stage_name(width)
         super().__init__(trainer, resume)
+
+    def choose(self, images: Tensor) -> None:
+        return None  # a static network
 
     def build(self) -> nn.Module:
         trainer = self.trainer

@@ -24,10 +24,11 @@ from torch import Tensor, nn
 
 from instanas.batchnorm import recalibrated
 from instanas.journal import CsvJournal
-from instanas.metagraph import MetaGraph
+from instanas.metagraph import MetaGraph, fixed_selection
 from instanas.progress import progress_bar
 from instanas.space import correlation_sample, format_architecture, parse_architecture
-from instanas.train import Retrain, Trainer, _fixed
+from instanas.training.loop import Trainer
+from instanas.training.stages import Retrain
 
 COLUMNS = ["index", "arch", "keep", "accuracy", "accuracy_shared_bn", "lut_ms", "wall_s"]
 BN_BATCHES = 4  # batches of 64 training images that re-estimate a child's batch-norm statistics
@@ -48,7 +49,8 @@ def score_architectures(metagraph: MetaGraph, bn_images: list[Tensor], batches: 
     ``samples`` children drawn from cheap to rich; one journal row each."""
     archs, keeps = correlation_sample(samples, seed)
     settings = {"samples": samples, "seed": seed, "lut": table.content_hash, "mode": table.default_mode,
-                "bn_images": sum(len(images) for images in bn_images), "scored_images": sum(len(l) for _, l in batches)}
+                "bn_images": sum(len(images) for images in bn_images),
+                "scored_images": sum(len(labels) for _, labels in batches)}
     journal = CsvJournal(journal_path, COLUMNS, settings, journal_path.with_suffix(".settings.json"), resume)
     done = set(journal.frame()["index"])
     metagraph.eval()
@@ -60,8 +62,9 @@ def score_architectures(metagraph: MetaGraph, bn_images: list[Tensor], batches: 
             shared = accuracy(child, batches)
             with recalibrated(child, bn_images):
                 recalibrated_accuracy = accuracy(child, batches)
-            journal.append({"index": index, "arch": format_architecture(archs[index]), "keep": round(float(keeps[index]), 4),
-                            "accuracy": recalibrated_accuracy, "accuracy_shared_bn": shared,
+            journal.append({"index": index, "arch": format_architecture(archs[index]),
+                            "keep": round(float(keeps[index]), 4), "accuracy": recalibrated_accuracy,
+                            "accuracy_shared_bn": shared,
                             "lut_ms": float(table.estimate(archs[index], mode=table.default_mode)),
                             "wall_s": round(time.perf_counter() - began, 4)})
             progress.update(task, advance=1, status=f"last {100 * recalibrated_accuracy:.1f} % "
@@ -86,7 +89,7 @@ class RetrainArchitecture(Retrain):
         super().__init__(trainer, resume)
 
     def stage_settings(self) -> dict:
-        return self.config.stage_settings("mobilenetv2") | {"arch": format_architecture(self.arch)}
+        return super().stage_settings() | {"arch": format_architecture(self.arch)}
 
     def choose(self, images: Tensor) -> Tensor:
-        return _fixed(self.arch, len(images), images.device)
+        return fixed_selection(self.arch, len(images), images.device)

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instanas.harness import Harness
 from instanas.metagraph import MetaGraph
 from instanas.space import correlation_sample
 from lut.table import LatencyTable
 from profiler import timing
 from profiler.allocator import set_allocator
+from profiler.harness import Harness
 from profiler.reference import reference_timer
 
 RESOLUTION, CHILDREN, GROUP = 64, 256, 4

@@ -2,16 +2,22 @@
 
 Usage (repository root): python docs/results/system-malloc/correlate-224/calibration_models.py R LUT CALIBRATION_RESULTS EDGES_RESULTS
 """
-import sys, numpy as np, pandas as pd
-from lut.store import load_table
+import sys
+
+import numpy as np
+import pandas as pd
+
 from instanas.space import parse_architecture, search_space
-from instanas.correlate import agreement
+from lut.store import load_table
+from lut.validation import agreement
+
 res, lutp, calib, edges = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 t = load_table(lutp)
 sizes = np.array([c.input_hw for c in search_space(res).cells])
 kinds = {'e6': [0, 2], 'e3': [1, 3], 'basic': [4]}
 def data(path):
-    f = pd.read_csv(path); A = np.stack([parse_architecture(a) for a in f.arch]); return f, A
+    f = pd.read_csv(path)
+    return f, np.stack([parse_architecture(a) for a in f.arch])
 def design(A, model):
     fixed, cells, merges, mods = t.parts(A)
     per = (A * t.module_ms)  # N,17,5
@@ -21,9 +27,11 @@ def design(A, model):
     elif model == 'kinds':
         cols = [per[:, :, idx].sum((1, 2)) for idx in kinds.values()]
     elif model == 'stage-kinds':
-        cols = [per[:, sizes == s][:, :, idx].sum((1, 2)) for s in sorted(set(sizes), reverse=True) for idx in kinds.values()]
+        cols = [per[:, sizes == s][:, :, idx].sum((1, 2))
+                for s in sorted(set(sizes), reverse=True) for idx in kinds.values()]
     return fixed, np.column_stack(cols + [merges, mods, np.ones(len(mods))])
-fc, Ac = data(calib); fe, Ae = data(edges)
+fc, Ac = data(calib)
+fe, Ae = data(edges)
 for model in ('stages', 'kinds', 'stage-kinds'):
     fixed, X = design(Ac, model)
     coef, *_ = np.linalg.lstsq(X, fc.measured_ms - fixed, rcond=None)

@@ -5,8 +5,8 @@ Usage (repository root): python docs/results/system-malloc/correlate-64/residual
 import numpy as np
 import pandas as pd
 
-from lut.store import load_table
 from instanas.space import parse_architecture
+from lut.store import load_table
 
 RESULTS = "docs/results/system-malloc"
 

@@ -1,4 +1,5 @@
-"""LUT estimate vs. measured latency of sampled children (paper §4.1, Figure 4).
+"""The LUT against measurement: estimate vs. measured latency of sampled children (paper §4.1, Figure 4), and the
+:class:`Stopwatch` that times any network in the table's units (``evaluate`` and ``compare``).
 
 Children are sampled with a keep probability drawn per child, so cheap and rich networks are both represented; each
 is built with only its selected modules and timed as the profile times its entries: in blocks alternating with the
@@ -28,12 +29,12 @@ from scipy import stats
 
 from instanas.atomic import atomic_write, report_path
 from instanas.errors import ArchitectureError, InstaNASError
-from instanas.harness import Harness
-from instanas.plots import png_figure
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
+from instanas.plots import png_figure
 from instanas.space import correlation_sample, format_architecture, parse_architecture
 from lut.table import fit_calibration
+from profiler.harness import Harness
 from profiler.reference import reference_timer
 from profiler.speed_gate import SpeedGate, at_speed
 from profiler.timing import PairedStats
@@ -65,7 +66,8 @@ class Children:
         try:
             lines = Path(path).read_text().splitlines()
         except (OSError, UnicodeDecodeError) as error:
-            raise InstaNASError(f"{path}: cannot read architectures ({getattr(error, 'strerror', None) or error})")
+            reason = getattr(error, "strerror", None) or error
+            raise InstaNASError(f"{path}: cannot read architectures ({reason})") from None
         archs, labels = [], []
         for number, line in enumerate(lines, start=1):
             text, _, comment = line.partition("#")
@@ -209,7 +211,8 @@ def calibration_from_results(table, results_csv, model: str = "entries", speed_c
 def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
     """Estimated vs. measured latency with y = x and the least-squares fit, like the paper's Figure 4."""
     with png_figure(path, (6, 6)) as axes:
-        axes.scatter(results["estimate_ms"], results["measured_ms"], s=4, alpha=0.4, edgecolors="none", label="children")
+        axes.scatter(results["estimate_ms"], results["measured_ms"], s=4, alpha=0.4, edgecolors="none",
+                     label="children")
         low = min(results["estimate_ms"].min(), results["measured_ms"].min())
         high = max(results["estimate_ms"].max(), results["measured_ms"].max())
         line = np.array([low, high])
@@ -341,3 +344,22 @@ class CorrelationRun:
         atomic_write(self.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
         scatter_plot(frame, report, self.out_dir / "scatter.png")
         return report
+
+
+class Stopwatch:
+    """Measured ms of modules: paired with the reference network, converted with the LUT's anchor and speed exponent
+    (its units: :meth:`lut.table.LatencyTable.measured_ms`)."""
+
+    def __init__(self, table, *, threads: int | None = None, min_run_time: float = 0.2):
+        table.check_reference()
+        self.timer = reference_timer(threads or table.threads)
+        self.table, self.min_run_time = table, min_run_time
+
+    def __call__(self, module: torch.nn.Module, example_input) -> float:
+        timed = self.timer.measure(module.eval(), example_input, min_run_time=self.min_run_time)
+        return float(self.table.measured_ms(timed.ratio, timed.reference_ms))
+
+    def images(self, networks: dict[str, torch.nn.Module], resolution: int) -> dict[str, float]:
+        """Each network on one image."""
+        image = torch.randn(1, 3, resolution, resolution)
+        return {name: self(network, image) for name, network in networks.items()}

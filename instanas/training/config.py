@@ -1,0 +1,86 @@
+"""Every hyper-parameter of a training run, and what each stage's checkpoint must agree with to resume.
+
+No torch here: the CLI takes its defaults from :class:`TrainConfig` before it sets the allocator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from instanas.errors import ConfigError
+from instanas.space import check_merge
+
+STAGES = ("pretrain", "search", "finetune", "mobilenetv2")
+PRETRAIN_SCHEDULES = ("shrinking", "paper")
+REQUIRES = {"search": "pretrain", "finetune": "search"}
+REWARDS = ("graded", "paper")  # the latency reward: see instanas.reward
+
+
+def check_reward(kind: str) -> str:
+    if kind not in REWARDS:
+        raise ConfigError(f"unknown reward {kind!r} (choose from {', '.join(REWARDS)})")
+    return kind
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter is a CLI flag; defaults are the paper's and the authors' released scripts'."""
+
+    dataset: str = "cifar10"
+    data_dir: str | None = None
+    device: str = "cpu"
+    workers: int = 2
+    seed: int = 0
+    limit_train: int | None = None  # quick runs: a fixed subset of the training split
+    limit_val: int | None = None
+    holdout: float = 0.1  # share of the training split no stage trains on: the one-shot baseline chooses on it
+    cell_merge: str = "mean"  # how a cell merges its modules: "mean", or "sum" (the paper's); see instanas.metagraph
+    # stage 1: one-shot pre-training with drop-path
+    pretrain_epochs: int = 164
+    pretrain_lr: float = 0.1
+    pretrain_batch: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    final_drop_path: float = 0.5
+    pretrain_schedule: str = "shrinking"  # "paper": one drop rate for all, step decay; see Pretrain
+    # stage 2: joint search
+    search_epochs: int = 100
+    controller_lr: float = 1e-3
+    metagraph_lr: float = 1e-3  # the authors' script trains the meta-graph with SGD at the controller's lr
+    search_momentum: float = 0.0  # ... plain SGD: no momentum, no weight decay (their --wd defaults to 0)
+    search_weight_decay: float = 0.0
+    search_batch: int = 32
+    reward: str = "graded"  # "paper": eq. 2 as published; "graded": see instanas.reward
+    alpha: float = 0.8
+    entropy_weight: float = 0.8
+    reward_correct: float = 10.0
+    reward_wrong: float = -10.0
+    upper_start: float = 0.7
+    upper_end: float = 0.5
+    # stage 3: re-training a chosen policy (and the MobileNetV2 baseline)
+    finetune_epochs: int = 200
+    finetune_lr: float = 0.01
+    finetune_batch: int = 32
+    snapshot: int | None = None  # the search epoch whose controller to fine-tune (default: the last)
+    from_scratch: bool = True
+
+    def shared_settings(self) -> dict:
+        """What a checkpoint of any stage must agree with to be resumed: the data and the cells."""
+        values = asdict(self)
+        return {key: values[key] for key in ("dataset", "seed", "limit_train", "limit_val", "cell_merge")}
+
+    def settings(self, keys: tuple[str, ...]) -> dict:
+        """What a checkpoint of a stage that reads ``keys`` must agree with to be resumed."""
+        values = asdict(self)
+        return self.shared_settings() | {key: values[key] for key in keys}
+
+    def __post_init__(self) -> None:
+        check_merge(self.cell_merge)
+        check_reward(self.reward)
+        if self.pretrain_schedule not in PRETRAIN_SCHEDULES:
+            raise ConfigError(f"unknown pre-training schedule {self.pretrain_schedule!r} "
+                              f"(choose from {', '.join(PRETRAIN_SCHEDULES)})")
+        if not 0 <= self.holdout < 1:
+            raise ConfigError(f"held-out share {self.holdout} must lie in [0, 1)")
+        if not 0 <= self.final_drop_path < 1:
+            raise ConfigError(f"final drop-path rate {self.final_drop_path} must lie in [0, 1)")

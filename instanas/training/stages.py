@@ -1,0 +1,301 @@
+"""The InstaNAS stages (paper §3.1–3.3, §4.2) and the MobileNetV2 baseline of the same space."""
+
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from instanas.controller import deterministic_policy, encouraged
+from instanas.errors import CheckpointError
+from instanas.metagraph import fixed_selection
+from instanas.reward import LatencyBounds, LatencyReward, instance_reward, lut_latency
+from instanas.space import mobilenetv2_architecture, sample_architectures, with_default_modules
+from instanas.training.checkpoints import load_checkpoint, save_checkpoint, snapshot_path
+from instanas.training.config import STAGES, TrainConfig
+from instanas.training.loop import EpochTotals, Stage, Trainer, self_critical_loss, supervised_step
+from instanas.training.runtime import workers_for
+
+
+def drop_path_rate(epoch: int, epochs: int, final: float) -> float:
+    """0 for the first half of pre-training, then rising linearly to ``final`` at the last epoch (paper §3.2)."""
+    half = epochs / 2
+    if epoch < half or epochs < 2:
+        return 0.0
+    return final * min((epoch + 1 - half) / (epochs - half), 1.0)
+
+
+class Pretrain(Stage):
+    """One-shot pre-training with drop-path: the whole meta-graph for the first half, then random children.
+
+    Each image of a batch runs its own random child (as the authors' pre-training does), so the batch-norm
+    statistics describe the mix of children that the search later feeds the meta-graph, not one child per batch.
+    Validation uses children drawn the same way, from a fixed seed. Two schedules of the second half:
+
+    * ``paper``: every module of every image dropped with the rate r rising linearly to ``final_drop_path``;
+      SGD with step decay ×0.1 at 50 % and 75 % of the epochs, so the drop-path phase runs at lr 0.01 and 0.001;
+    * ``shrinking`` (default): the same mean rate, spread over the images — each draws its own keep probability
+      uniformly from [1 − 2r, 1] (at least 0.05), so sparse children, the ones a latency-aware search ends on, are
+      trained too; SGD with cosine annealing, so the meta-graph still learns while it shrinks.
+    """
+
+    name = "pretrain"
+    setting_keys = ("pretrain_epochs", "pretrain_lr", "pretrain_batch", "momentum", "weight_decay", "final_drop_path",
+                    "pretrain_schedule")
+
+    def __init__(self, trainer: Trainer, resume: bool):
+        super().__init__(trainer, resume)
+        config = self.config
+        self.metagraph = trainer.new_metagraph()
+        self.model = self.workers.wrap(self.metagraph)
+        self.optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.pretrain_lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay, nesterov=True)
+        if config.pretrain_schedule == "paper":
+            milestones = [int(config.pretrain_epochs * 0.5), int(config.pretrain_epochs * 0.75)]
+            self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)
+        else:
+            self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.pretrain_epochs)
+        self._restore(metagraph=self.metagraph, optimizer=self.optimizer, schedule=self.schedule)
+        # seeded by rank too: each worker draws children for its own images
+        self.rng = np.random.default_rng([config.seed, self.start_epoch, self.workers.rank])
+
+    @property
+    def epochs(self) -> int:
+        return self.config.pretrain_epochs
+
+    def state(self) -> dict:
+        return {"metagraph": self.metagraph.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict()}
+
+    @staticmethod
+    def children(count: int, drop_rate: float, rng: np.random.Generator, device, spread: bool = False) -> Tensor:
+        """One random child per image: every module kept with probability 1 − ``drop_rate``, or (``spread``) with
+        a keep probability each image draws uniformly from [1 − 2·``drop_rate``, 1], at least 0.05."""
+        keep = rng.uniform(max(1 - 2 * drop_rate, 0.05), 1, count) if spread else 1 - drop_rate
+        archs = sample_architectures(count, keep=keep, seed=int(rng.integers(2**32)))
+        return torch.as_tensor(archs, device=device)
+
+    def train_epoch(self, epoch: int) -> dict:
+        rate = drop_path_rate(epoch, self.epochs, self.config.final_drop_path)
+        spread = self.config.pretrain_schedule == "shrinking"
+
+        def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
+            selection = self.children(len(images), rate, self.rng, images.device, spread)
+            totals.add(*supervised_step(self.model, self.optimizer, images, labels, selection))
+
+        loader = self.trainer.loader(self.trainer.train_set, self.config.pretrain_batch, train=True)
+        row = self.trainer.epoch(loader, epoch, "pretrain", step, "train")
+        self.schedule.step()
+        validation_rng = np.random.default_rng([self.config.seed, self.workers.rank])
+        sampled = lambda images: self.children(len(images), rate, validation_rng, images.device, spread)  # noqa: E731
+        return row | {"drop_path": rate} | self.trainer.evaluate(self.metagraph, sampled)
+
+
+class Search(Stage):
+    """Epochs alternate: the controller learns (meta-graph fixed), then the meta-graph learns (controller fixed).
+
+    Controller: policy gradient with the self-critical baseline (eq. 1): advantage = R(drawn) − R(greedy), where
+    the drawn child comes from p' (encouragement α) and the greedy policy is p > 0.5; R is eq. 2 with the latency
+    reward ``config.reward`` (:mod:`instanas.reward`). The entropy term is the authors' released one,
+    β·Σ −p'·log p', subtracted from the loss. Meta-graph: cross-entropy on the controller's drawn policies shuffled
+    within the batch (policy random shuffling), plain SGD as in the authors' script. Every epoch saves a controller
+    snapshot. A resumed search refuses another LUT, like any other changed setting.
+    """
+
+    name = "search"
+    setting_keys = ("search_epochs", "controller_lr", "metagraph_lr", "search_momentum", "search_weight_decay",
+                    "search_batch", "reward", "alpha", "entropy_weight", "reward_correct", "reward_wrong",
+                    "upper_start", "upper_end")
+
+    def __init__(self, trainer: Trainer, resume: bool, table):
+        self.table, self.mode = table, table.default_mode
+        super().__init__(trainer, resume)
+        config = self.config
+        bounds = LatencyBounds.from_table(table, config.search_epochs, start_fraction=config.upper_start,
+                                          end_fraction=config.upper_end)
+        self.latency_reward = LatencyReward.build(config.reward, table, bounds, config.alpha)
+        self.metagraph = trainer.new_metagraph()
+        self.controller = trainer.new_controller()
+        if not self.resumed:
+            self.metagraph.load_state_dict(load_checkpoint(trainer.out / "pretrain.pt")["metagraph"])
+        self.controller_model = self.workers.wrap(self.controller)
+        self.metagraph_model = self.workers.wrap(self.metagraph)
+        self.controller_optimizer = torch.optim.Adam(self.controller.parameters(), lr=config.controller_lr)
+        self.metagraph_optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.metagraph_lr,
+                                                   momentum=config.search_momentum,
+                                                   weight_decay=config.search_weight_decay)
+        self._restore(metagraph=self.metagraph, controller=self.controller,
+                      controller_optimizer=self.controller_optimizer, metagraph_optimizer=self.metagraph_optimizer)
+        self.snapshots = trainer.out / "snapshots"
+
+    @property
+    def epochs(self) -> int:
+        return self.config.search_epochs
+
+    def stage_settings(self) -> dict:
+        """The LUT prices every reward, so it is a setting too (its content hash and the estimate mode)."""
+        return super().stage_settings() | {"lut": self.table.content_hash, "lut_mode": self.mode}
+
+    def state(self) -> dict:
+        return {"metagraph": self.metagraph.state_dict(), "controller": self.controller.state_dict(),
+                "controller_optimizer": self.controller_optimizer.state_dict(),
+                "metagraph_optimizer": self.metagraph_optimizer.state_dict(),
+                "reward": self.latency_reward.as_dict()}
+
+    def _reward(self, images: Tensor, labels: Tensor, probabilities: Tensor, epoch: int) -> Callable:
+        """The reward of ``self_critical_loss`` for one batch: eq. 2 with this search's latency reward."""
+        price = self.latency_reward.pricer(self.table, probabilities, epoch, self.config.alpha)
+
+        def reward(actions: Tensor, drawn: bool) -> tuple[Tensor, Tensor, Tensor]:
+            selection = with_default_modules(actions)
+            with torch.no_grad():
+                correct = self.metagraph(images, selection).argmax(1) == labels
+            latency_reward, latency = price(selection, drawn)
+            return (instance_reward(correct, latency_reward, positive=self.config.reward_correct,
+                                    negative=self.config.reward_wrong), correct, latency)
+
+        return reward
+
+    def train_epoch(self, epoch: int) -> dict:
+        config = self.config
+
+        def controller_step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
+            self.metagraph.eval()
+            self.controller_model.train()
+            probabilities = self.controller_model(images)
+            reward = self._reward(images, labels, probabilities, epoch)
+            loss, (_, correct, latency) = self_critical_loss(probabilities, reward, config.alpha, config.entropy_weight)
+            self.controller_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.controller_optimizer.step()
+            totals.add(loss.detach(), correct, latency)
+
+        def metagraph_step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
+            self.controller.eval()
+            with torch.no_grad():
+                explore = encouraged(self.controller(images), config.alpha)
+                actions = torch.bernoulli(explore)
+                actions = actions[torch.randperm(len(actions), device=actions.device)]  # policy random shuffling
+            loss, correct = supervised_step(self.metagraph_model, self.metagraph_optimizer, images, labels, actions)
+            totals.add(loss, correct, lut_latency(self.table, with_default_modules(actions), self.mode))
+
+        trainer = self.trainer
+        loader = trainer.loader(trainer.train_set, config.search_batch, train=True)
+        row = {"upper_ms": self.latency_reward.bounds.upper(epoch), "lower_ms": self.latency_reward.bounds.lower}
+        row |= trainer.epoch(loader, epoch, "search: controller", controller_step, "controller")
+        row |= trainer.epoch(loader, epoch, "search: meta-graph", metagraph_step, "metagraph")
+        self.controller.eval()
+        row |= trainer.evaluate(self.metagraph, lambda images: deterministic_policy(self.controller(images)),
+                                self.table, self.mode, recalibrate=True)
+        if self.workers.main:
+            snapshot = {"controller": self.controller.state_dict(), "metagraph": self.metagraph.state_dict(),
+                        "epoch": epoch, "metrics": row, "resolution": trainer.resolution}
+            save_checkpoint(self.snapshots / f"epoch-{epoch:03d}.pt", snapshot)
+        return row
+
+
+class Retrain(Stage):
+    """Train a network on fixed architectures with Adam and cosine annealing (paper §4.2's re-training).
+
+    The network is a meta-graph run on the architectures ``choose(images)`` gives, or a static network (``choose``
+    gives None).
+    """
+
+    state_key = "metagraph"
+    setting_keys = ("finetune_epochs", "finetune_lr", "finetune_batch")
+
+    def __init__(self, trainer: Trainer, resume: bool):
+        super().__init__(trainer, resume)
+        config = self.config
+        self.network = self.build()
+        self.model = self.workers.wrap(self.network)
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.finetune_lr)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(config.finetune_epochs, 1))
+        self._restore(**{self.state_key: self.network}, optimizer=self.optimizer, schedule=self.schedule)
+
+    @property
+    def epochs(self) -> int:
+        return self.config.finetune_epochs
+
+    def build(self) -> nn.Module:
+        return self.trainer.new_metagraph()
+
+    def choose(self, images: Tensor) -> Tensor | None:
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        return {self.state_key: self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict()}
+
+    def train_epoch(self, epoch: int) -> dict:
+        def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
+            with torch.no_grad():
+                selection = self.choose(images)
+            totals.add(*supervised_step(self.model, self.optimizer, images, labels, selection))
+
+        loader = self.trainer.loader(self.trainer.train_set, self.config.finetune_batch, train=True)
+        row = self.trainer.epoch(loader, epoch, self.name, step, "train")
+        self.schedule.step()
+        return row | {"lr": self.schedule.get_last_lr()[0]} | self.trainer.evaluate(self.network, self.choose)
+
+
+class Finetune(Retrain):
+    """Fix a search snapshot's controller; train the meta-graph on the architectures it assigns (p > 0.5).
+
+    The run's ``finetune`` stage re-trains the snapshot ``--snapshot`` names (default: the last); ``instanas compare``
+    re-trains others, each as its own stage ``finetune-epoch-NNN`` (``epoch``) with the same recipe.
+    """
+
+    name = "finetune"
+    setting_keys = (*Retrain.setting_keys, "snapshot", "from_scratch")
+
+    def __init__(self, trainer: Trainer, resume: bool, epoch: int | None = None):
+        self.epoch_chosen = trainer.config.snapshot if epoch is None else epoch
+        if epoch is not None:
+            self.name = f"finetune-epoch-{epoch:03d}"
+        super().__init__(trainer, resume)
+        self.snapshot = snapshot_path(trainer.out, self.epoch_chosen)
+        chosen = load_checkpoint(self.snapshot)
+        self.controller = trainer.new_controller()
+        self.controller.load_state_dict(self.resumed["controller"] if self.resumed else chosen["controller"])
+        self.controller.eval().requires_grad_(False)
+        if not self.resumed and not self.config.from_scratch:
+            self.network.load_state_dict(chosen["metagraph"])
+
+    def stage_settings(self) -> dict:
+        return super().stage_settings() | {"snapshot": self.epoch_chosen}
+
+    def choose(self, images: Tensor) -> Tensor:
+        return deterministic_policy(self.controller(images))
+
+    def state(self) -> dict:
+        return super().state() | {"controller": self.controller.state_dict(), "snapshot": self.snapshot.name}
+
+
+class MobileNetV2Baseline(Retrain):
+    """The MobileNetV2-like architecture (``mb3e6`` in every cell), same recipe and epochs as fine-tuning."""
+
+    name = "mobilenetv2"
+
+    def choose(self, images: Tensor) -> Tensor:
+        return fixed_selection(mobilenetv2_architecture(), len(images), images.device)
+
+
+def run_stage(stage: str, config: TrainConfig, out: Path, *, resume: bool = False, table=None,
+              show_progress: bool = True) -> list[dict]:
+    """Run one stage in ``out`` (under ``torchrun``, on every worker); return its per-epoch metrics."""
+    if stage not in STAGES:
+        raise CheckpointError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
+    torch.manual_seed(config.seed)
+    with workers_for(config.device) as workers:
+        trainer = Trainer(config, out, workers, show_progress=show_progress)
+        if stage == "search":
+            runner = Search(trainer, resume, table)
+        else:
+            kind = {"pretrain": Pretrain, "finetune": Finetune, "mobilenetv2": MobileNetV2Baseline}[stage]
+            runner = kind(trainer, resume)
+        return runner.run()

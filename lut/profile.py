@@ -1,0 +1,55 @@
+"""A profile into the LUT store: every entry of the space timed at one resolution (:mod:`profiler.space_profile`),
+each finished measurement journaled beside the tables so that an interrupted profile resumes, then saved as the next
+table version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from instanas.atomic import report_path
+from instanas.space import profiled_keys
+from lut.store import profile_journal, save_table
+from lut.table import LatencyTable
+from profiler.fingerprint import fingerprint_id, machine_fingerprint
+from profiler.space_profile import ProfileMeasurement, profile_space
+from profiler.speed_gate import SpeedGate
+
+
+class ProfileRun:
+    """One resolution's profile: :meth:`measure` yields each measurement once it is journaled; :meth:`save` stores
+    the table. ``gate``: time entries only while the machine runs at ``speed_of``'s speed."""
+
+    def __init__(self, resolution: int, *, store: Path, threads: int, min_run_time: float, rounds: int, seed: int,
+                 merge: str, resume: bool, gate: SpeedGate | None = None, speed_of: Path | None = None):
+        self.resolution, self.store, self.gate = resolution, Path(store), gate
+        self.run_settings = {"threads": threads, "min_run_time": min_run_time, "rounds": rounds, "seed": seed}
+        self.settings = self.run_settings | {"batch_size": 1, "cell_merge": merge}
+        if gate:
+            self.settings["speed_of"] = {"lut": report_path(speed_of), "anchor_ms": gate.anchor_ms}
+        fields = machine_fingerprint(threads)
+        self.fingerprint = {"id": fingerprint_id(fields), "fields": fields}
+        self.journal = profile_journal(self.store, self.fingerprint["id"], resolution,
+                                       {"resolution": resolution, **self.settings}, resume)
+        self.done = len(self.journal.frame())
+        self.total = len(profiled_keys()) * rounds
+
+    def measure(self) -> Iterator[ProfileMeasurement]:
+        done = self.journal.frame()
+        for measurement in profile_space(self.resolution, min_run_time=self.run_settings["min_run_time"],
+                                         threads=self.run_settings["threads"], rounds=self.run_settings["rounds"],
+                                         merge=self.settings["cell_merge"], seed=self.run_settings["seed"],
+                                         skip=frozenset(zip(done["key"], done["round"])), gate=self.gate):
+            self.journal.append(measurement.as_record())
+            yield measurement
+
+    def close(self) -> None:
+        """Keep the journal of finished measurements (an interrupted profile)."""
+        self.journal.close()
+
+    def save(self) -> LatencyTable:
+        """The finished profile as the store's next table version; its journal is removed."""
+        table = save_table(self.journal.frame(), resolution=self.resolution, fingerprint=self.fingerprint,
+                           settings=self.settings, store=self.store)
+        self.journal.close(remove=True)
+        return table
