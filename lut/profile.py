@@ -23,23 +23,24 @@ class ProfileRun:
     def __init__(self, resolution: int, *, store: Path, threads: int, min_run_time: float, rounds: int, seed: int,
                  merge: str, resume: bool, gate: SpeedGate | None = None, speed_of: Path | None = None):
         self.resolution, self.store, self.gate = resolution, Path(store), gate
-        self.run_settings = {"threads": threads, "min_run_time": min_run_time, "rounds": rounds, "seed": seed}
-        self.settings = self.run_settings | {"batch_size": 1, "cell_merge": merge}
+        self.settings = {"threads": threads, "min_run_time": min_run_time, "rounds": rounds, "seed": seed,
+                         "batch_size": 1, "cell_merge": merge}
         if gate:
             self.settings["speed_of"] = {"lut": report_path(speed_of), "anchor_ms": gate.anchor_ms}
         fields = machine_fingerprint(threads)
         self.fingerprint = {"id": fingerprint_id(fields), "fields": fields}
         self.journal = profile_journal(self.store, self.fingerprint["id"], resolution,
                                        {"resolution": resolution, **self.settings}, resume)
-        self.done = len(self.journal.frame())
-        self.total = len(profiled_keys()) * rounds
+        done = self.journal.frame()
+        self.finished = frozenset(zip(done["key"], done["round"]))  # (entry, round) pairs a resumed profile skips
+        self.done, self.total = len(done), len(profiled_keys()) * rounds
 
     def measure(self) -> Iterator[ProfileMeasurement]:
-        done = self.journal.frame()
-        for measurement in profile_space(self.resolution, min_run_time=self.run_settings["min_run_time"],
-                                         threads=self.run_settings["threads"], rounds=self.run_settings["rounds"],
-                                         merge=self.settings["cell_merge"], seed=self.run_settings["seed"],
-                                         skip=frozenset(zip(done["key"], done["round"])), gate=self.gate):
+        settings = self.settings
+        for measurement in profile_space(self.resolution, threads=settings["threads"],
+                                         min_run_time=settings["min_run_time"], rounds=settings["rounds"],
+                                         merge=settings["cell_merge"], seed=settings["seed"], skip=self.finished,
+                                         gate=self.gate):
             self.journal.append(measurement.as_record())
             yield measurement
 
