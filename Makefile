@@ -33,7 +33,7 @@ run: $(STAMP)
 ## The linter (ruff, configured in pyproject.toml), then the unit tests (CPU, a few minutes).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 ## Re-run the benchmarks, show them beside the committed baseline, and fail naming any benchmark past MAX_SLOWDOWN.
 bench-check: $(STAMP)

@@ -721,7 +721,8 @@ def compare(
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
     oneshot_samples: Annotated[int, typer.Option("--oneshot-samples", min=1, help="Children the one-shot baseline scores on the held-out images (batch norm re-estimated for each).")] = CompareOptions.oneshot_samples,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Re-train five one-shot frontier points (cheapest to richest) from scratch.")] = CompareOptions.retrain,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Re-train one-shot frontier points (cheapest to richest) from scratch.")] = CompareOptions.retrain,
+    oneshot_retrain_points: Annotated[int, typer.Option("--oneshot-retrain-points", min=1, help="How many one-shot frontier points --retrain trains, spread over latency.")] = CompareOptions.oneshot_retrain_points,
     retrain_snapshots: Annotated[str, typer.Option("--retrain-snapshots", help="InstaNAS search snapshots to re-train with the recipe: spread (five, first and last included), all, none, or epochs like 0,5,19.")] = CompareOptions.retrain_snapshots,
     measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = CompareOptions.measure,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = CompareOptions.min_run_time,
@@ -760,7 +761,7 @@ def compare(
         raise InstaNASError(f"{run}: the run trains at {saved['resolution']} px, not {resolution} px")
     options = CompareOptions(
         methods=tuple(method) if method else METHODS, widths=parse_widths(widths), oneshot_samples=oneshot_samples,
-        retrain=retrain, retrain_snapshots=retrain_snapshots, measure=measure, min_run_time=min_time, device=device,
+        retrain=retrain, oneshot_retrain_points=oneshot_retrain_points, retrain_snapshots=retrain_snapshots, measure=measure, min_run_time=min_time, device=device,
         blockdrop=_settings(BlockDropSettings, "blockdrop_", values),
         convnet_aig=_settings(ConvNetAIGSettings, "aig_", values))
     recipe = {"finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "finetune_batch": finetune_batch}

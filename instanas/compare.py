@@ -53,9 +53,6 @@ POINT_COLUMNS = ["method", "point", "accuracy", "error_pct", "lut_ms_mean", "lut
                  "spearman_latency_vs_mobilenetv2_confidence"]
 
 
-RETRAIN_POINTS = 5  # one-shot frontier points re-trained with --retrain, spread from the cheapest to the richest
-
-
 class GateBank(nn.Module):
     """All of ConvNet-AIG's gates, each on a feature map of its cell's input shape: their cost per image."""
 
@@ -203,7 +200,8 @@ class Comparison:
 
     def oneshot(self) -> list[dict]:
         """Children scored on the held-out training images, the frontier chosen there, its points evaluated on the
-        validation split; with ``retrain``, up to ``RETRAIN_POINTS`` of them (spread over latency) also re-trained."""
+        validation split; with ``retrain``, up to ``oneshot_retrain_points`` of them (spread over latency) also
+        re-trained."""
         metagraph = self._metagraph(load_checkpoint(self._needs("pretrain.pt", "instanas train --stage pretrain")))
         if self.trainer.holdout_set is None:
             raise CheckpointError(f"{self.run_dir}: no held-out training images (trained with --holdout 0, or before "
@@ -216,7 +214,8 @@ class Comparison:
                                      journal_path=self.out / "oneshot.csv", resume=True,
                                      show_progress=self.options.show_progress)
         frontier = pareto_frontier(scores)
-        retrained = set(np.linspace(0, len(frontier) - 1, RETRAIN_POINTS).round().astype(int).tolist())
+        spread = np.linspace(0, len(frontier) - 1, self.options.oneshot_retrain_points)
+        retrained = set(spread.round().astype(int).tolist())
         rows = []
         for position, item in enumerate(frontier.itertuples()):
             arch = parse_architecture(item.arch)

@@ -67,7 +67,7 @@ def latency_confidence_spearman(latency_ms: np.ndarray, confidence: np.ndarray) 
 
 
 def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_dir: str | None = None,
-                 measure: int = 20, threads: int | None = None, min_run_time: float = 0.2,
+                 measure: int, threads: int | None = None, min_run_time: float = 0.2,
                  out: Path | None = None, baseline: Path | None = None) -> dict:
     """Evaluate ``checkpoint`` (default: the run's ``finetune.pt``) on the run's validation split; write the report,
     ``architectures.csv`` and ``latency_histogram.png`` into ``out`` (default: ``<run>/evaluation``). The

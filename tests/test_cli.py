@@ -1,4 +1,5 @@
-"""The ``instanas`` command as a user runs it: real processes, real output, one-line errors."""
+"""The ``instanas`` command as a user runs it: real output, one-line errors. The tests call its entry point in their
+own process (``conftest.call_cli``); one runs the installed command in a fresh process."""
 
 import json
 
@@ -7,6 +8,16 @@ import pytest
 from instanas.space import parse_architecture
 
 SMALLEST = "00001-00001-00000-00001-00000-00000-00001-00000-00000-00000-00001-00000-00000-00001-00000-00000-00001"
+
+
+def test_the_command_runs_in_a_fresh_process_as_installed():
+    from conftest import run_cli
+
+    result = run_cli("space", "--resolution", "32", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["resolution"] == 32, result.stderr
+    refused = run_cli("measure", "-r", "32", "--arch", "0101")
+    assert refused.returncode == 2 and refused.stdout == "" and refused.stderr.startswith("error: ")
+    assert refused.stderr.count("\n") == 1 and "has 1 cell tokens" in refused.stderr
 
 
 def test_space_json(cli):
@@ -114,7 +125,8 @@ def test_every_setting_has_an_option_whose_default_is_the_settings_own():
     for prefix, kind in (("blockdrop_", BlockDropSettings), ("aig_", ConvNetAIGSettings)):
         for field in dataclasses.fields(kind):
             assert compare[prefix + field.name] == field.default, prefix + field.name
-    options = {"oneshot_samples": "oneshot_samples", "retrain": "retrain", "retrain_snapshots": "retrain_snapshots",
+    options = {"oneshot_samples": "oneshot_samples", "retrain": "retrain",
+               "oneshot_retrain_points": "oneshot_retrain_points", "retrain_snapshots": "retrain_snapshots",
                "measure": "measure", "min_run_time": "min_time", "device": "device"}
     for field, option in options.items():
         assert compare[option] == getattr(CompareOptions, field), field

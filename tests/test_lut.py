@@ -261,8 +261,11 @@ def test_fingerprint_fields_and_id():
 
 
 def test_a_table_profiled_under_another_allocator_is_foreign(profiled, cli):
+    """In a fresh process: glibc's thresholds, once pinned in a process, cannot be unpinned."""
+    from conftest import run_cli
+
     arch = format_architecture(smallest_architecture())
-    refused = cli("--malloc", "system", "estimate", "-r", "32", "--arch", arch, "--lut", str(profiled))
+    refused = run_cli("--malloc", "system", "estimate", "-r", "32", "--arch", arch, "--lut", str(profiled))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "--allow-foreign-lut" in refused.stderr
     unknown = cli("--malloc", "jemalloc", "space", "-r", "32")

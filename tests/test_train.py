@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY
+from conftest import LIMIT_TRAIN, LIMIT_VAL, TINY
 
 from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import Cutout, load_dataset
@@ -172,7 +172,7 @@ def test_three_stages_then_evaluate_end_to_end(profiled, trained_run, cli):
     for name in ("pretrain", "search", "finetune", "mobilenetv2"):
         metrics = pd.read_csv(run / f"metrics-{name}.csv")
         assert (run / f"{name}.pt").exists() and len(metrics) == {"pretrain": 2, "search": 2}.get(name, 1)
-        assert metrics["val_images"].eq(40).all() and metrics["val_accuracy"].between(0, 1).all()
+        assert metrics["val_images"].eq(LIMIT_VAL).all() and metrics["val_accuracy"].between(0, 1).all()
     search = pd.read_csv(run / "metrics-search.csv")
     assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["epoch-000.pt", "epoch-001.pt"]
     assert search["upper_ms"].iloc[1] < search["upper_ms"].iloc[0], "the upper bound falls"
@@ -182,18 +182,18 @@ def test_three_stages_then_evaluate_end_to_end(profiled, trained_run, cli):
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((run / "evaluation" / "report.json").read_text())
     table = load_table(profiled)
-    assert report["images"] == 40 and 0 <= report["accuracy"] <= 1
+    assert report["images"] == LIMIT_VAL and 0 <= report["accuracy"] <= 1
     chosen = pd.read_csv(run / "evaluation" / "architectures.csv")
     per_arch = [table.estimate(parse_architecture(arch), report["lut"]["mode"]) for arch in chosen["arch"]]
     expected = np.average(np.array(per_arch) + table.controller_ms, weights=chosen["images"])
-    assert chosen["images"].sum() == 40 and report["lut_ms"]["mean"] == pytest.approx(expected), \
+    assert chosen["images"].sum() == LIMIT_VAL and report["lut_ms"]["mean"] == pytest.approx(expected), \
         "the mean LUT latency is each image's architecture's estimate plus the controller"
     assert report["measured_ms"]["architectures_measured"] <= 2 and report["measured_ms"]["controller_ms"] > 0
     assert set(report["mobilenetv2"]) >= {"accuracy", "lut_ms", "spearman_latency_vs_baseline_confidence"}
     paths = [report["checkpoint"], report["lut"]["path"], report["mobilenetv2"]["checkpoint"]]
     assert not any(os.path.isabs(path) for path in paths), f"reports carry no absolute paths: {paths}"
     architectures = pd.read_csv(run / "evaluation" / "architectures.csv")
-    assert architectures["images"].sum() == 40
+    assert architectures["images"].sum() == LIMIT_VAL
     assert (run / "evaluation" / "latency_histogram.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -210,7 +210,7 @@ def test_stages_refuse_to_run_out_of_order_or_over_a_checkpoint(profiled, tmp_pa
 
 def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path):
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "instanas", "train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "4",
+    command = [sys.executable, "-m", "instanas", "train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "2",
                "--out", str(run)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = run / "metrics-pretrain.csv"
@@ -220,11 +220,11 @@ def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     before = pd.read_csv(metrics)
-    assert 1 <= len(before) < 4, "killed mid-way"
+    assert len(before) == 1, "killed after its first epoch"
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     after = pd.read_csv(metrics)
-    assert after["epoch"].tolist() == [0, 1, 2, 3], "no epoch lost or repeated"
+    assert after["epoch"].tolist() == [0, 1], "no epoch lost or repeated"
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
 
 
@@ -238,4 +238,4 @@ def test_distributed_pretraining_on_two_cpu_processes(tmp_path):
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = pd.read_csv(run / "metrics-pretrain.csv")
-    assert metrics["train_images"].tolist() == [64] and metrics["val_images"].tolist() == [40]
+    assert metrics["train_images"].tolist() == [LIMIT_TRAIN] and metrics["val_images"].tolist() == [LIMIT_VAL]

@@ -61,6 +61,7 @@ class CompareOptions:
     widths: tuple[float, ...] = WIDTHS
     oneshot_samples: int = 300  # about 30 minutes of scoring on 2 cores at 32 px (5.7–7.2 s per child)
     retrain: bool = False  # re-train the one-shot frontier from scratch
+    oneshot_retrain_points: int = 5  # one-shot frontier points re-trained, spread from the cheapest to the richest
     retrain_snapshots: str = "spread"  # InstaNAS search snapshots to re-train: spread, all, none or "0,5,19"
     measure: int = 5  # measure each point's N most frequent networks (0: LUT only)
     min_run_time: float = 0.2
