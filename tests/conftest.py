@@ -1,13 +1,20 @@
 import contextlib
 import io
+import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 from profiler.allocator import set_allocator
+from profiler.fingerprint import fingerprint_id, machine_fingerprint
 
 # In-process timings and fingerprints of the tests see the allocator setting the CLI applies by default.
 set_allocator("pinned")
@@ -47,23 +54,48 @@ def cli():
 PROFILE_ARGS = ("--resolution", "32", "--threads", "1", "--min-time", "0.01")
 
 
+@dataclass(frozen=True)
+class KilledProfile:
+    """The session's one real profile: its LUT file, and the journal rows it had finished when it was killed."""
+
+    path: Path
+    kept: pd.DataFrame
+
+
 @pytest.fixture(scope="session")
-def profiled(tmp_path_factory, cli):
-    """One real profile at 32 px (two quick rounds, one thread) through the CLI, as a user runs it: its LUT file."""
+def killed_profile(tmp_path_factory, cli) -> KilledProfile:
+    """One real profile at 32 px (one quick round, one thread), as a user runs it: started in a fresh process,
+    killed mid-way (SIGKILL, no chance to clean up) once 40 measurements are journaled, then resumed."""
     store = tmp_path_factory.mktemp("store")
-    result = cli("profile", *PROFILE_ARGS, "--rounds", "2", "--out", str(store))
-    assert result.returncode == 0, result.stderr
+    command = ("profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store))
+    journal = store / fingerprint_id(machine_fingerprint(1)) / "res32.partial.csv"
+    process = subprocess.Popen([sys.executable, "-m", "instanas", *command],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (journal.exists() and len(journal.read_text().splitlines()) > 40):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = pd.read_csv(journal).dropna(subset=["calls_per_run"])  # a row cut off by the kill is incomplete
+    resumed = cli(*command, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
     (path,) = store.glob("*/res32-v1.json")
-    return path
+    return KilledProfile(path, kept)
 
 
-# A tiny real training setup: 32 training and 24 validation digits, batches of 8 (four steps an epoch), one or two
-# epochs per stage. A step of the whole meta-graph costs about its batch: this is what the training tests pay for.
-LIMIT_TRAIN, LIMIT_VAL, BATCH = 32, 24, "8"
+@pytest.fixture(scope="session")
+def profiled(killed_profile) -> Path:
+    return killed_profile.path
+
+
+# A tiny real training setup: 18 training digits (2 held out, 16 trained on) and 16 validation digits, batches of 8
+# (two steps an epoch), one or two epochs per stage. A step of the whole meta-graph costs about its batch: this is
+# what the training tests pay for.
+LIMIT_TRAIN, LIMIT_VAL, BATCH = 18, 16, "8"
 TINY = ("--dataset", "digits", "--workers", "0", "--limit-train", str(LIMIT_TRAIN), "--limit-val", str(LIMIT_VAL),
         "--pretrain-batch", BATCH, "--search-batch", BATCH, "--finetune-batch", BATCH)
 # U_end 0.9 × MobileNetV2: at one thread the smallest architecture costs more than half of MobileNetV2 on some CPUs
-EPOCHS = ("--pretrain-epochs", "2", "--search-epochs", "2", "--finetune-epochs", "1", "--upper-end", "0.9")
+EPOCHS = ("--pretrain-epochs", "1", "--search-epochs", "2", "--finetune-epochs", "1", "--upper-end", "0.9")
 
 
 @pytest.fixture(scope="session")

@@ -180,7 +180,7 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
                  "--blockdrop-batch", BATCH, "--aig-batch", BATCH, "--blockdrop-curriculum-epochs", "1",
                  "--blockdrop-joint-epochs", "1",
                  "--aig-epochs", "1", "--oneshot-samples", "4", "--retrain", "--oneshot-retrain-points", "2",
-                 "--measure", "1", "--min-time", "0.02")
+                 "--measure", "1", "--min-time", "0.01")
     result = cli(*arguments)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out / "table.csv")

@@ -58,28 +58,28 @@ def test_small_correlate_end_to_end(profiled, tmp_path, cli):
     assert report["speed_gate"] is None and "speed gate" not in result.stdout, "--wait-for-speed 0: no gate"
 
 
-def test_killed_correlate_resumes_to_exactly_n_rows(profiled, tmp_path):
+def test_killed_correlate_resumes_to_exactly_n_rows(profiled, tmp_path, cli):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "instanas", "correlate", *QUICK, "-n", "20", "--lut", str(profiled),
+    command = [sys.executable, "-m", "instanas", "correlate", *QUICK, "-n", "12", "--lut", str(profiled),
                "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results = out / "results.csv"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") > 6):
+    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") > 5):
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     kept = pd.read_csv(results).dropna(subset=["wall_s"])  # a row cut off mid-write lacks its last field
-    assert 5 <= len(kept) < 20, "killed mid-way"
+    assert 4 <= len(kept) < 12, "killed mid-way"
     assert not (out / "report.json").exists()
 
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    resumed = cli(*command[3:], "--resume")
     assert resumed.returncode == 0, resumed.stderr
     final = pd.read_csv(results)
-    assert len(final) == 20 and sorted(final["index"]) == list(range(20)), "no row lost or repeated"
+    assert len(final) == 12 and sorted(final["index"]) == list(range(12)), "no row lost or repeated"
     merged = kept.merge(final, on="index", suffixes=("_kept", "_final"))
     np.testing.assert_array_equal(merged["measured_ms_kept"], merged["measured_ms_final"])
-    assert json.loads((out / "report.json").read_text())["n"] == 20
+    assert json.loads((out / "report.json").read_text())["n"] == 12
 
 
 def test_resume_with_other_settings_is_refused(profiled, tmp_path, cli):
@@ -367,7 +367,9 @@ def test_archs_and_n_together_are_refused(profiled, tmp_path, cli):
 
 
 def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
-    """Ratios of children timed four to a reference block match those timed with a reference block beside each."""
+    """Ratios of children timed four to a reference block match those timed with a reference block beside each.
+    A shared machine can disturb one measurement by more than its spread, so the two harnesses get three tries to
+    agree on every child: a harness that is off (a bias larger than the tolerance) fails all three."""
     archs = np.stack([smallest_architecture(), mobilenetv2_architecture(), correlation_sample(1, 11)[0][0],
                       full_architecture()])
     indices = list(range(len(archs)))
@@ -375,10 +377,17 @@ def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
     def ratios(harness):
         return [timing.stats for timing in ChildTimer(32, harness, threads=1, merge="mean").run(archs, indices)]
 
-    paired = ratios(Harness(min_run_time=0.3, group=1, warmup_calls=3, min_runs=7))
-    grouped = ratios(Harness(min_run_time=0.3))
-    for old, new in zip(paired, grouped):
-        assert abs(new.ratio - old.ratio) <= old.ratio_iqr + new.ratio_iqr + 0.03 * old.ratio, (old, new)
+    def disagreements(paired, grouped):
+        return [(old, new) for old, new in zip(paired, grouped)
+                if abs(new.ratio - old.ratio) > old.ratio_iqr + new.ratio_iqr + 0.03 * old.ratio]
+
+    tries = []
+    for _ in range(3):
+        grouped = ratios(Harness(min_run_time=0.3))
+        tries.append(disagreements(ratios(Harness(min_run_time=0.3, group=1, warmup_calls=3, min_runs=7)), grouped))
+        if not tries[-1]:
+            break
+    assert not tries[-1], tries
     assert grouped[0].ratio < grouped[1].ratio < grouped[3].ratio, "smallest < MobileNetV2-like < full"
 
 

@@ -1,11 +1,6 @@
 """Latency lookup tables: real profiling at 32 px into files, versioning, validation, fingerprints, estimation."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +22,9 @@ from instanas.space import (
     sample_architectures,
     smallest_architecture,
 )
-from lut.store import check_fingerprint, list_tables, load_table, save_table, table_versions
-from lut.table import content_hash
+from lut.profile import ProfileRun
+from lut.store import PROFILE_COLUMNS, check_fingerprint, list_tables, load_table, save_table, table_versions
+from lut.table import LatencyTable, content_hash
 from profiler.fingerprint import fingerprint_id, machine_fingerprint
 from profiler.space_profile import profile_space
 from profiler.speed_gate import SpeedGate
@@ -44,10 +40,23 @@ def rewrite(source: Path, target: Path, change) -> Path:
     return target
 
 
+def profile_records(table: LatencyTable) -> pd.DataFrame:
+    """A table's entries as one round of profiling records (the journal's columns), at its anchor's speed."""
+    anchor = table.anchor_ms
+    return table.entries.drop(columns="round_medians_ms").assign(
+        round=0,
+        ratio=table.entries["median_ms"] / anchor,
+        ratio_iqr=table.entries["iqr_ms"] / anchor,
+        reference_ms=anchor,
+        median_ms=table.entries["raw_median_ms"],
+        calls_per_run=1,
+    )[PROFILE_COLUMNS]
+
+
 def test_profile_writes_a_complete_versioned_table(profiled):
     payload = json.loads(profiled.read_text())
     assert payload["schema_version"] == 1 and payload["resolution"] == 32 and payload["version"] == 1
-    assert payload["settings"]["threads"] == 1 and payload["settings"]["rounds"] == 2
+    assert payload["settings"]["threads"] == 1 and payload["settings"]["rounds"] == 1
     assert payload["fingerprint"]["id"] == fingerprint_id(machine_fingerprint(1)) == profiled.parent.name
     assert payload["content_hash"].startswith("sha256:")
     reference = payload["reference"]
@@ -55,8 +64,8 @@ def test_profile_writes_a_complete_versioned_table(profiled):
     assert sorted(entry["key"] for entry in payload["entries"]) == sorted(profiled_keys())
     assert len(entry_keys()) == 2 + NUM_CELLS * (5 + 4)
     for entry in payload["entries"]:
-        assert len(entry["round_medians_ms"]) == 2
-        assert entry["median_ms"] > 0 and entry["iqr_ms"] >= 0 and entry["runs"] >= 14
+        assert len(entry["round_medians_ms"]) == 1
+        assert entry["median_ms"] > 0 and entry["iqr_ms"] >= 0 and entry["runs"] >= 7
     assert not list(profiled.parent.glob("*.partial.*")), "the journal is removed once the table is written"
 
 
@@ -77,14 +86,7 @@ def test_bigger_modules_cost_more(profiled):
 def test_new_profile_adds_a_version_and_keeps_the_old(profiled, tmp_path):
     store = tmp_path / "store"
     first = load_table(profiled)
-    anchor = first.anchor_ms
-    records = first.entries.drop(columns="round_medians_ms").assign(
-        round=0,
-        ratio=first.entries["median_ms"] / anchor,
-        ratio_iqr=first.entries["iqr_ms"] / anchor,
-        reference_ms=anchor,
-        median_ms=first.entries["raw_median_ms"],
-    )
+    records = profile_records(first)
     meta = first.meta
     v1 = save_table(records, resolution=32, fingerprint=meta["fingerprint"], settings=meta["settings"], store=store)
     v1_bytes = v1.path.read_bytes()
@@ -211,31 +213,18 @@ def test_cli_errors_are_one_line(profiled, cli, tmp_path, args, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
-def test_killed_profile_resumes_without_losing_or_repeating(tmp_path):
-    """Kill a profile mid-way (SIGKILL: no chance to clean up), resume it, and check every measurement once."""
-    store = tmp_path / "store"
-    command = [sys.executable, "-m", "instanas", "profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = store / fingerprint_id(machine_fingerprint(1)) / "res32.partial.csv"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if journal.exists() and len(journal.read_text().splitlines()) > 40:
-            break
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    kept = pd.read_csv(journal).dropna(subset=["calls_per_run"])  # a row cut off by the kill is incomplete
+def test_killed_profile_resumes_without_losing_or_repeating(killed_profile):
+    """The session's profile was killed mid-way and resumed: every measurement is in its table once."""
+    kept = killed_profile.kept
     assert 40 <= len(kept) < len(profiled_keys()), "killed before the end"
-
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    table = load_table(next(store.glob("*/res32-v1.json")))
+    table = load_table(killed_profile.path)
     assert sorted(table.entries["key"]) == sorted(profiled_keys())
     assert (table.entries["round_medians_ms"].map(len) == 1).all(), "no entry measured twice"
-    raw = dict(zip(table.entries["key"], table.entries["raw_median_ms"]))
-    for key, median in zip(kept["key"], kept["median_ms"]):
-        assert raw[key] == pytest.approx(median, rel=1e-12), "finished measurements are kept, not redone"
-    assert not journal.exists()
+    rounds = dict(zip(table.entries["key"], table.entries["round_medians_ms"]))
+    for row in kept.itertuples():
+        assert row.ratio * table.anchor_ms == pytest.approx(rounds[row.key][row.round], rel=1e-12), \
+            "finished measurements are kept, not redone"
+    assert not list(killed_profile.path.parent.glob("*.partial.*"))
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, cli):
@@ -324,12 +313,46 @@ def test_a_profile_at_an_earlier_tables_speed_times_off_speed_entries_again(prof
     assert gate.set_aside >= 1 and gate.waited_s >= 1.0
 
 
+def journal_all_but(left: int, earlier: LatencyTable, store: Path, rounds: int = 1, **gate) -> list[str]:
+    """Journal an interrupted quick profile (the CLI's ``PROFILE_ARGS``) with ``left`` entries to go in each round,
+    the rest taken from an earlier table; return the keys left."""
+    run = ProfileRun(32, store=store, threads=1, min_run_time=0.01, rounds=rounds, seed=0, merge="mean", resume=False,
+                     **gate)
+    records = profile_records(earlier)
+    for round_index in range(rounds):
+        for record in records.iloc[left:].assign(round=round_index).to_dict("records"):
+            run.journal.append(record)
+    run.close()
+    return list(records["key"].iloc[:left])
+
+
 def test_profile_speed_of_records_the_anchor_it_was_held_to(profiled, tmp_path, cli):
-    store = tmp_path / "store"
+    """A profile held to an earlier table's speed, resumed with 12 entries left, records the anchor it was held to
+    and reports its gate."""
+    store, earlier = tmp_path / "store", load_table(profiled)
+    journal_all_but(12, earlier, store, gate=SpeedGate(earlier.anchor_ms, 3.0), speed_of=profiled)
     result = cli("profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store), "--speed-of", str(profiled),
-                 "--wait-for-speed", "0.05")
+                 "--wait-for-speed", "0.05", "--resume")
     assert result.returncode == 0, result.stderr
     table = load_table(next(store.glob("*/res32-v1.json")))
     speed_of = table.meta["settings"]["speed_of"]
-    assert speed_of["anchor_ms"] == load_table(profiled).anchor_ms and speed_of["lut"].endswith(profiled.name)
+    assert speed_of["anchor_ms"] == earlier.anchor_ms and speed_of["lut"].endswith(profiled.name)
+    assert sorted(table.entries["key"]) == sorted(profiled_keys())
     assert "speed gate" in result.stdout
+
+
+def test_rounds_are_measured_apart_and_merged_by_their_median(profiled, tmp_path, cli):
+    """A two-round profile resumed with six entries left in each round: those are timed once per round, and every
+    entry's latency is the median of its rounds' ratios at the table's anchor."""
+    store, earlier = tmp_path / "store", load_table(profiled)
+    left = journal_all_but(6, earlier, store, rounds=2)
+    result = cli("profile", *PROFILE_ARGS, "--rounds", "2", "--out", str(store), "--resume")
+    assert result.returncode == 0, result.stderr
+    table = load_table(next(store.glob("*/res32-v1.json")))
+    assert table.meta["settings"]["rounds"] == 2
+    entries = table.entries.set_index("key")
+    assert (entries["round_medians_ms"].map(len) == 2).all()
+    for key in left:
+        entry = entries.loc[key]
+        assert entry["runs"] >= 14, "seven timed blocks in each round"
+        assert entry["median_ms"] == pytest.approx(np.median(entry["round_medians_ms"]), rel=1e-12)

@@ -215,23 +215,23 @@ def test_resumed_search_refuses_another_lut_or_optimiser(trained_run, profiled, 
 
 
 def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_path, cli):
-    """Two run folders, the second with another reward: one row each, the change named, the search plotted."""
+    """Two run folders, the second with another reward and a shorter search: one row each, the changes named, the
+    search plotted."""
     other = tmp_path / "paper-reward"
-    shutil.copytree(trained_run, other)
+    other.mkdir()
     from conftest import EPOCHS, TINY
 
-    for stage in ("search", "finetune"):
-        (other / f"{stage}.pt").unlink()
-    shutil.rmtree(other / "snapshots")
-    retrained = cli("train", *TINY, *EPOCHS, "--stage", "search", "--reward", "paper", "--lut", str(profiled),
-                    "--out", str(other))
+    for name in ("run.json", "pretrain.pt", "metrics-pretrain.csv"):  # the same pre-training, searched again
+        shutil.copy(trained_run / name, other / name)
+    retrained = cli("train", *TINY, *EPOCHS, "--search-epochs", "1", "--stage", "search", "--reward", "paper",
+                    "--lut", str(profiled), "--out", str(other))
     assert retrained.returncode == 0, retrained.stderr
     out = tmp_path / "ablation"
     result = cli("ablation", "--run", str(trained_run), "--run", str(other), "--baseline",
                  str(trained_run / "mobilenetv2.pt"), "--lut", str(profiled), "--out", str(out))
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out / "ablation.csv")
-    assert list(frame["changed"]) == ["—", "reward paper"]
+    assert list(frame["changed"]) == ["—", "reward paper, search_epochs 1"], "every setting that differs is named"
     assert frame.loc[0, "retrained_accuracy"] >= 0 and np.isnan(frame.loc[1, "retrained_accuracy"])
     assert frame["greedy_last_ms"].gt(0).all() and (out / "search.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| paper-reward | reward paper |" in (out / "ablation.md").read_text()
+    assert "| paper-reward | reward paper, search_epochs 1 |" in (out / "ablation.md").read_text()
