@@ -606,8 +606,8 @@ FinetuneEpochs = _epochs("finetune")
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, tinyimagenet, imagenet or digits.")] = TrainConfig.dataset,
-    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder (not needed for digits).")] = TrainConfig.data_dir,
+    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, tinyimagenet, imagenet, digits, cluttered-digits or cluttered-digits-64.")] = TrainConfig.dataset,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder (not needed for the digits data sets).")] = TrainConfig.data_dir,
     stage: Annotated[str, typer.Option("--stage", help="pretrain, search, finetune, mobilenetv2 or all.")] = "all",
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/train-<dataset>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stage from its last finished epoch.")] = False,
@@ -708,6 +708,11 @@ def evaluate(
         lines.append(f"MobileNetV2 1.0×: accuracy {100 * versus['accuracy']:.2f} %, {versus['lut_ms']:.2f} ms (LUT); "
                      f"InstaNAS / MobileNetV2 latency {versus['instanas_lut_ms_ratio']:.3f}; Spearman(latency, "
                      f"baseline confidence) {'undefined' if spearman is None else f'{spearman:+.3f}'}")
+    if "by_clutter" in report:
+        spearman = report["spearman_latency_vs_clutter"]
+        lines += [f"clutter {row['clutter']} ({row['images']} images): accuracy {100 * row['accuracy']:.1f} %, "
+                  f"{row['lut_ms_mean']:.2f} ms (LUT)" for row in report["by_clutter"] if row["images"]]
+        lines.append(f"Spearman(latency, clutter) {'undefined' if spearman is None else f'{spearman:+.3f}'}")
     typer.echo("\n".join(lines) + f"\nreport: {(out or run / 'evaluation') / 'report.json'}")
 
 

@@ -32,7 +32,9 @@ from instanas.baselines.mobilenetv2 import WidthBaseline
 from instanas.baselines.oneshot import BN_BATCHES, RetrainArchitecture, pareto_frontier, score_architectures
 from instanas.baselines.settings import CompareOptions, parse_epochs
 from instanas.batchnorm import recalibrated
+from instanas.cluttered import by_clutter, clutter_spearman, protocol_of
 from instanas.controller import Controller, deterministic_policy
+from instanas.data import difficulty_of
 from instanas.errors import CheckpointError, InstaNASError
 from instanas.evaluate import latency_confidence_spearman
 from instanas.metagraph import MetaGraph, fixed_selection
@@ -50,7 +52,8 @@ LABELS = {"mobilenetv2": "MobileNetV2", "oneshot": "One-shot", "oneshot-retraine
           "instanas-search": "InstaNAS (search, shared weights)"}
 POINT_COLUMNS = ["method", "point", "accuracy", "error_pct", "lut_ms_mean", "lut_ms_std", "measured_ms_mean",
                  "measured_ms_std", "measured_images", "images", "frontier", "distinct_architectures",
-                 "spearman_latency_vs_mobilenetv2_confidence"]
+                 "spearman_latency_vs_mobilenetv2_confidence", "spearman_latency_vs_clutter"]
+BUCKET_COLUMNS = ["method", "point", "clutter", "images", "accuracy", "lut_ms_mean", "measured_ms_mean"]
 
 
 class GateBank(nn.Module):
@@ -78,6 +81,10 @@ class Comparison:
         self.batches = [(images.to(self.trainer.device), labels.to(self.trainer.device)) for images, labels in loader]
         self._stopwatch: Stopwatch | None = None
         self._difficulty: np.ndarray | None = None
+        # cluttered digits: each validation image's clutter count, to report every point per clutter bucket
+        self.protocol = protocol_of(config.dataset)
+        self.clutter = difficulty_of(self.trainer.val_set)["clutter"].to_numpy() if self.protocol else None
+        self._buckets: list[dict] = []
         self.out.mkdir(parents=True, exist_ok=True)
 
     # -- timing -------------------------------------------------------------------------------------------------
@@ -155,6 +162,12 @@ class Comparison:
     def _row(self, method: str, point: str, correct: np.ndarray, lut_ms: np.ndarray, measured_ms: np.ndarray,
              frontier: bool) -> dict:
         covered = measured_ms[~np.isnan(measured_ms)]
+        spearman = None
+        if self.protocol:
+            spearman = clutter_spearman(lut_ms, self.clutter)
+            self._buckets += [{"method": method, "point": point, **bucket} for bucket in
+                              by_clutter(self.clutter, self.protocol, correct,
+                                         {"lut_ms": lut_ms, "measured_ms": measured_ms})]
         return {
             "method": method, "point": point, "accuracy": float(correct.mean()),
             "error_pct": 100 * (1 - float(correct.mean())),
@@ -163,6 +176,7 @@ class Comparison:
             "measured_ms_std": float(covered.std()) if len(covered) else np.nan,
             "measured_images": int(len(covered)), "images": int(len(correct)), "frontier": frontier,
             "distinct_architectures": 1, "spearman_latency_vs_mobilenetv2_confidence": np.nan,
+            "spearman_latency_vs_clutter": np.nan if spearman is None else spearman,
         }
 
     def _train(self, stage: Stage) -> Stage:
@@ -328,15 +342,22 @@ class Comparison:
                "settings": self.config.shared_settings()}
         return json.dumps(key, indent=1) + "\n"
 
-    def points(self, method: str) -> pd.DataFrame:
-        """The method's points: trained or loaded, evaluated, cached in ``points-<method>.csv``."""
+    def points(self, method: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The method's points and, on cluttered digits, their figures per clutter bucket: trained or loaded,
+        evaluated, cached in ``points-<method>.csv`` and ``buckets-<method>.csv``."""
         cached, key_path = self.out / f"points-{method}.csv", self.out / f"points-{method}.json"
-        if cached.exists() and key_path.exists() and key_path.read_text() == self._inputs(method):
-            return pd.read_csv(cached)
+        buckets_path = self.out / f"buckets-{method}.csv"
+        if (cached.exists() and key_path.exists() and key_path.read_text() == self._inputs(method)
+                and (buckets_path.exists() or not self.protocol)):
+            return pd.read_csv(cached), pd.read_csv(buckets_path) if self.protocol else pd.DataFrame()
+        self._buckets = []
         frame = pd.DataFrame(getattr(self, method.replace("-", "_"))(), columns=POINT_COLUMNS)
+        buckets = pd.DataFrame(self._buckets, columns=BUCKET_COLUMNS)
+        if self.protocol:
+            atomic_write(buckets_path, buckets.to_csv(index=False))
         atomic_write(cached, frame.to_csv(index=False))
         atomic_write(key_path, self._inputs(method))
-        return frame
+        return frame, buckets
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -352,6 +373,21 @@ def markdown_table(frame: pd.DataFrame) -> str:
         lines.append(f"| {LABELS[row.method]} | {row.point} | {row.error_pct:.1f} | "
                      f"{row.lut_ms_mean:.2f} ± {row.lut_ms_std:.2f} | {measured} | {row.distinct_architectures} | "
                      f"{spearman} |")
+    return "\n".join(lines) + "\n"
+
+
+def buckets_markdown(frame: pd.DataFrame, buckets: pd.DataFrame) -> str:
+    """Per point, accuracy and mean LUT latency in each clutter bucket, and the Spearman correlation of an image's
+    latency with its clutter count (dynamic methods; positive: more clutter, a richer network)."""
+    names = list(dict.fromkeys(buckets["clutter"]))
+    lines = ["| method | point | " + " | ".join(f"clutter {name}: accuracy, LUT ms" for name in names)
+             + " | Spearman latency vs clutter |", "|---" * (3 + len(names)) + "|"]
+    spearman = frame.set_index(["method", "point"])["spearman_latency_vs_clutter"]
+    for (method, point), group in buckets.groupby(["method", "point"], sort=False):
+        cells = " | ".join(f"{100 * row.accuracy:.1f} %, {row.lut_ms_mean:.2f}" for row in group.itertuples())
+        value = spearman.get((method, point), np.nan)
+        value = value.iloc[0] if isinstance(value, pd.Series) else value
+        lines.append(f"| {LABELS[method]} | {point} | {cells} | {'—' if np.isnan(value) else f'{value:+.3f}'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -405,10 +441,15 @@ def compare(run_dir: Path, config: TrainConfig, table, options: CompareOptions,
     """Train or load every method, evaluate it, write ``table.csv``, ``table.md`` and ``frontier.png`` in ``out``."""
     out = Path(out) if out else Path(run_dir) / "compare"
     comparison = Comparison(run_dir, config, table, options, out)
-    frame = pd.concat([comparison.points(method) for method in options.methods], ignore_index=True)
+    frames, bucket_frames = zip(*(comparison.points(method) for method in options.methods))
+    frame = pd.concat(frames, ignore_index=True)
     atomic_write(out / "table.csv", frame.to_csv(index=False))
     run = read_run(run_dir)
     atomic_write(out / "table.md", markdown_table(frame))
+    if comparison.protocol:
+        buckets = pd.concat(bucket_frames, ignore_index=True)
+        atomic_write(out / "buckets.csv", buckets.to_csv(index=False))
+        atomic_write(out / "buckets.md", buckets_markdown(frame, buckets))
     scores = pd.read_csv(out / "oneshot.csv") if "oneshot" in options.methods else None
     title = f"{run['dataset']} validation ({int(frame['images'].iloc[0])} images), {run['resolution']} px"
     frontier_plot(frame, scores, title, out / "frontier.png")

@@ -4,6 +4,9 @@
 * ``tinyimagenet`` (64 px) / ``imagenet`` (224 px): ImageFolder layouts, ``train/<class>/*`` and ``val/<class>/*``;
 * ``digits``: scikit-learn's 1,797 handwritten digits (8×8 grey scans of real handwriting, shipped inside the
   package), upsampled to 32 px RGB: a real image dataset that needs no folder, for the tests and the README demo.
+* ``cluttered-digits`` (32 px) / ``cluttered-digits-64`` (64 px): the same scans placed at random sides and positions
+  among a varying number of fragments of other scans (:mod:`instanas.cluttered`): images of varying difficulty,
+  each with its difficulty recorded (``difficulty_of``).
 
 Training images get random crops, horizontal flips (not for digits: a mirrored 2 is not a 2) and cutout.
 """
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -37,6 +41,9 @@ DATASETS = {
     "tinyimagenet": DatasetInfo(64, 200, (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821), cutout=32),
     "imagenet": DatasetInfo(224, 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), cutout=0),
     "digits": DatasetInfo(32, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=8),
+    # no cutout: on a cluttered canvas an erased square can erase the digit itself
+    "cluttered-digits": DatasetInfo(32, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=0),
+    "cluttered-digits-64": DatasetInfo(64, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=0),
 }
 
 
@@ -80,10 +87,11 @@ def _transforms(info: DatasetInfo, train: bool, from_tensor: bool):
 
 
 class TransformedTensors(Dataset):
-    """Images held as one ``(N, 3, H, W)`` tensor in [0, 1], with a per-sample transform."""
+    """Images held as one ``(N, 3, H, W)`` tensor in [0, 1], with a per-sample transform; ``difficulty``: per image,
+    how it was made (a generated dataset's parameters), or None."""
 
-    def __init__(self, images: Tensor, labels: Tensor, transform):
-        self.images, self.labels, self.transform = images, labels, transform
+    def __init__(self, images: Tensor, labels: Tensor, transform, difficulty: pd.DataFrame | None = None):
+        self.images, self.labels, self.transform, self.difficulty = images, labels, transform, difficulty
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -112,6 +120,11 @@ def load_dataset(name: str, data_dir: str | Path | None, train: bool, augment: b
     augment = train if augment is None else augment
     if name == "digits":
         return _digits(train, _transforms(info, augment, from_tensor=True))
+    if name.startswith("cluttered-digits"):  # generated from scikit-learn's scans: no folder
+        from instanas.cluttered import generate, protocol_of
+
+        images, labels, difficulty = generate(protocol_of(name), train)
+        return TransformedTensors(images, labels, _transforms(info, augment, from_tensor=True), difficulty)
     if data_dir is None:
         raise DatasetError(f"dataset {name} needs --data-dir (nothing is downloaded)")
     root = Path(data_dir)
@@ -143,6 +156,16 @@ def subset(dataset: Dataset, limit: int | None, seed: int = 0) -> Dataset:
         return dataset
     indices = np.random.default_rng(seed).permutation(len(dataset))[:limit]
     return torch.utils.data.Subset(dataset, indices.tolist())
+
+
+def difficulty_of(dataset: Dataset) -> pd.DataFrame | None:
+    """Per sample of ``dataset`` (a generated dataset or subsets of one, in their order), how it was made; None for
+    datasets that do not record it."""
+    indices = np.arange(len(dataset))
+    while isinstance(dataset, torch.utils.data.Subset):
+        indices, dataset = np.asarray(dataset.indices)[indices], dataset.dataset
+    frame = getattr(dataset, "difficulty", None)
+    return None if frame is None else frame.iloc[indices].reset_index(drop=True)
 
 
 def hold_out(augmented: Dataset, plain: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset | None]:

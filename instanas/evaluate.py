@@ -18,8 +18,9 @@ from scipy import stats
 from torch.utils.data import DataLoader
 
 from instanas.atomic import atomic_write, report_path
+from instanas.cluttered import by_clutter, clutter_spearman, protocol_of
 from instanas.controller import Controller, deterministic_policy
-from instanas.data import dataset_info, load_dataset, subset
+from instanas.data import dataset_info, difficulty_of, load_dataset, subset
 from instanas.errors import CheckpointError, LUTError
 from instanas.metagraph import MetaGraph, fixed_selection
 from instanas.plots import png_figure
@@ -147,6 +148,14 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
             ],
             "spearman_latency_vs_baseline_confidence": latency_confidence_spearman(lut_ms, base_confidence),
         }
+    protocol = protocol_of(run["dataset"])
+    if protocol:  # cluttered digits: per clutter bucket, and whether more clutter gets a richer network
+        clutter = difficulty_of(dataset)["clutter"].to_numpy()
+        latencies = {"lut_ms": lut_ms} | ({"measured_ms": per_image} if measure else {})
+        report["by_clutter"] = by_clutter(clutter, protocol, correct, latencies)
+        report["spearman_latency_vs_clutter"] = clutter_spearman(lut_ms, clutter)
+        if "mobilenetv2" in report:
+            report["mobilenetv2"]["by_clutter"] = by_clutter(clutter, protocol, base_correct, {})
     out = Path(out) if out else run_dir / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "architectures.csv", frame.to_csv(index=False))

@@ -11,15 +11,15 @@ from instanas.atomic import atomic_write
 
 
 @contextmanager
-def png_figure(path: Path, size: tuple[float, float], ncols: int = 1) -> Iterator:
-    """Yield the axes of a new figure (``ncols`` of them side by side); when the block ends, save it to ``path``
+def png_figure(path: Path, size: tuple[float, float], ncols: int = 1, nrows: int = 1) -> Iterator:
+    """Yield the axes of a new figure (``nrows`` × ``ncols`` of them); when the block ends, save it to ``path``
     (temp file + rename)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    figure, axes = plt.subplots(1, ncols, figsize=size, dpi=120)
+    figure, axes = plt.subplots(nrows, ncols, figsize=size, dpi=120)
     try:
         yield axes
         figure.tight_layout()

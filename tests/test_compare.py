@@ -14,6 +14,7 @@ from instanas.baselines.backbone import DROPPABLE_CELLS, backbone_selection
 from instanas.baselines.convnet_aig import GatedMobileNetV2
 from instanas.baselines.mobilenetv2 import ScaledMobileNetV2, scaled
 from instanas.baselines.oneshot import pareto_frontier, score_architectures
+from instanas.cluttered import PROTOCOLS
 from instanas.metagraph import MetaGraph
 from instanas.space import (
     MODULE_NAMES,
@@ -234,6 +235,16 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
     assert curriculum["val_lut_ms"] >= table.estimate(last_cell_dropped, table.default_mode) * (1 - 1e-5), \
         "in the curriculum's first epoch only the last cell may be dropped"
     assert "| BlockDrop |" in (out / "table.md").read_text()
+    buckets = pd.read_csv(out / "buckets.csv")  # cluttered digits: every point per clutter bucket
+    names = [f"{low}–{high}" for low, high in PROTOCOLS[32].buckets()]
+    for row in frame.itertuples():
+        mine = buckets[(buckets["method"] == row.method) & (buckets["point"] == row.point)]
+        assert list(mine["clutter"]) == names and mine["images"].sum() == LIMIT_VAL, row.point
+        shown = mine[mine["images"] > 0]
+        assert np.average(shown["accuracy"], weights=shown["images"]) == pytest.approx(row.accuracy)
+        if row.method in ("mobilenetv2", "oneshot", "oneshot-retrained"):  # one network for every image
+            assert np.isnan(row.spearman_latency_vs_clutter), row.point
+    assert "| BlockDrop | policy p > 0.5 |" in (out / "buckets.md").read_text()
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
 
     before = {path.name: path.stat().st_mtime_ns for path in out.glob("points-*.csv")}

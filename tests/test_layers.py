@@ -13,7 +13,7 @@ PACKAGES = ("instanas", "profiler", "lut")
 LAYERS = (
     ("space and networks", ("instanas.errors", "instanas.atomic", "instanas.journal", "instanas.progress",
                             "instanas.plots", "instanas.space", "instanas.modules", "instanas.metagraph",
-                            "instanas.controller", "instanas.batchnorm", "instanas.data")),
+                            "instanas.controller", "instanas.batchnorm", "instanas.cluttered", "instanas.data")),
     ("profiler", ("profiler",)),
     ("lut", ("lut",)),
     ("training, baselines, comparison, CLI", ("instanas",)),

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import BATCH, LIMIT_VAL, TINY
 
+from instanas.cluttered import PROTOCOLS
 from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import Cutout, load_dataset
 from instanas.errors import DatasetError, LUTError
@@ -194,6 +195,15 @@ def test_three_stages_then_evaluate_end_to_end(profiled, trained_run, cli):
     assert not any(os.path.isabs(path) for path in paths), f"reports carry no absolute paths: {paths}"
     architectures = pd.read_csv(run / "evaluation" / "architectures.csv")
     assert architectures["images"].sum() == LIMIT_VAL
+    buckets = pd.DataFrame(report["by_clutter"])  # cluttered digits: per clutter bucket
+    names = [f"{low}–{high}" for low, high in PROTOCOLS[32].buckets()]
+    assert list(buckets["clutter"]) == names and buckets["images"].sum() == LIMIT_VAL
+    shown = buckets[buckets["images"] > 0]
+    assert np.average(shown["accuracy"], weights=shown["images"]) == pytest.approx(report["accuracy"])
+    assert np.average(shown["lut_ms_mean"], weights=shown["images"]) == pytest.approx(report["lut_ms"]["mean"])
+    assert "spearman_latency_vs_clutter" in report and len(report["mobilenetv2"]["by_clutter"]) == len(names)
+    assert "Spearman(latency, clutter)" in evaluated.stdout
+    assert f"clutter {names[0]} (" in evaluated.stdout or not buckets["images"].iloc[0]
     assert (run / "evaluation" / "latency_histogram.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -211,8 +221,9 @@ def test_stages_refuse_to_run_out_of_order_or_over_a_checkpoint(profiled, tmp_pa
 def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path, cli):
     """One step an epoch; the run is killed (SIGKILL) once its first epoch is journaled, then resumed."""
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "instanas", "train", *TINY, "--limit-train", BATCH, "--limit-val", BATCH,
-               "--holdout", "0", "--stage", "pretrain", "--pretrain-epochs", "2", "--out", str(run)]
+    command = [sys.executable, "-m", "instanas", "train", *TINY, "--dataset", "digits", "--limit-train", BATCH,
+               "--limit-val", BATCH, "--holdout", "0", "--stage", "pretrain", "--pretrain-epochs", "2",
+               "--out", str(run)]  # plain digits: a fresh process need not generate the cluttered ones
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = run / "metrics-pretrain.csv"
     deadline = time.monotonic() + 300
@@ -229,12 +240,25 @@ def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path, cli):
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
 
 
+def test_pretraining_at_64_px_on_cluttered_digits(tmp_path, cli):
+    """The 64 px path (TinyImageNet's resolution) trains for real on the 64 px cluttered digits."""
+    run = tmp_path / "run"
+    result = cli("train", *TINY, "--dataset", "cluttered-digits-64", "--limit-train", "4", "--limit-val", "4",
+                 "--pretrain-batch", "4", "--holdout", "0", "--stage", "pretrain", "--pretrain-epochs", "1",
+                 "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run / "run.json").read_text())["resolution"] == 64
+    metrics = pd.read_csv(run / "metrics-pretrain.csv")
+    assert metrics["train_images"].tolist() == [4] and np.isfinite(metrics["train_loss"]).all()
+
+
 def test_distributed_pretraining_on_two_cpu_processes(tmp_path):
     """torchrun with the gloo backend: each process sees half the images (one batch), the metrics count all of them."""
     run = tmp_path / "run"
-    images = 8  # batches of 4: two images a process, the fewest batch norm trains on at the 1×1 head
+    images = 8  # four a process, one batch of 4 each (batch norm needs two or more at the 1×1 head)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-               "-m", "instanas", "train", *TINY, "--limit-train", str(images), "--limit-val", str(images),
+               "-m", "instanas", "train", *TINY, "--dataset", "digits", "--limit-train", str(images),
+               "--limit-val", str(images),
                "--pretrain-batch", "4", "--holdout", "0", "--stage", "pretrain", "--pretrain-epochs", "1",
                "--out", str(run)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,

@@ -11,22 +11,28 @@
 # same command continues after an interruption. Training jobs evaluate with --measure 0 (no timing while another job
 # runs); the last step, `compare` with every method, runs alone: it loads what was trained, measures, and copies
 # the table, the plot, the one-shot scores and every stage's metrics into docs/results/compare-digits/.
+# The same recipe on another generated data set (its resolution's LUT):
+#
+#     make -j2 -f docs/results/compare-digits/run.mk DATASET=cluttered-digits RUN=runs/cluttered \
+#         OUT=docs/results/cluttered-digits LUT=…/res32-vN.json
+DATASET ?= digits
+RES ?= 32
 LUT ?= docs/results/compare-digits/lut-res32.json
 RUN ?= runs/train-digits-holdout
 OUT ?= docs/results/compare-digits
 DONE := $(RUN)/.done
-TRAIN := OMP_NUM_THREADS=1 instanas train --dataset digits --workers 0 --pretrain-epochs 12 --search-epochs 8 \
+TRAIN := OMP_NUM_THREADS=1 instanas train --dataset $(DATASET) --workers 0 --pretrain-epochs 12 --search-epochs 8 \
 	--finetune-epochs 12 --lut $(LUT) --out $(RUN) --resume
 BASELINES := --blockdrop-curriculum-epochs 10 --blockdrop-joint-epochs 12 --aig-epochs 12 --oneshot-samples 150 \
 	--retrain-snapshots 0,4,7 --oneshot-retrain-points 3
-TRAINING := OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r 32 --lut $(LUT) --workers 0 $(BASELINES) --retrain \
+TRAINING := OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) --retrain \
 	--measure 0 --out $(RUN)/compare --method
 
 # make -j2 starts the first buildable target of this list whenever a slot frees: the longest chain (pre-training, then
 # one-shot's scoring and three re-trainings) starts as early as it can, the baselines and the search fill the other slot
 all: $(DONE)/pretrain $(DONE)/mobilenetv2 $(DONE)/oneshot $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig \
 	$(DONE)/search $(DONE)/instanas
-	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) $(DONE)/compare
+	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) DATASET=$(DATASET) RES=$(RES) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) $(DONE)/compare
 
 $(DONE)/pretrain:
 	mkdir -p $(DONE)
@@ -50,7 +56,8 @@ $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig: $(DONE)/mobilenetv2
 	$(TRAINING) $(subst widths,mobilenetv2,$(notdir $@))
 	touch $@
 $(DONE)/compare: $(DONE)/oneshot $(DONE)/instanas $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig
-	/usr/bin/time -f "compare %e s" instanas compare --run $(RUN) -r 32 --lut $(LUT) --workers 0 $(BASELINES) \
+	/usr/bin/time -f "compare %e s" instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) \
 		--retrain --measure 5 --out $(RUN)/compare
-	cp $(RUN)/compare/table.* $(RUN)/compare/frontier.png $(RUN)/compare/oneshot.csv $(RUN)/metrics-*.csv $(OUT)/
+	cp $(RUN)/compare/table.* $(RUN)/compare/frontier.png $(RUN)/compare/oneshot.csv $(RUN)/metrics-*.csv \
+		$(wildcard $(RUN)/compare/buckets.*) $(OUT)/
 	touch $@

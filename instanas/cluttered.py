@@ -1,0 +1,157 @@
+"""Cluttered digits: scikit-learn's handwritten digits on a larger canvas, with clutter, so that images differ in
+difficulty (the cluttered protocol of Mnih et al. 2014 and Jaderberg et al. 2015's cluttered MNIST).
+
+Each image places one scan, upsampled to a random side, at a random position of a black canvas, and adds a random
+number of fragments: square crops of other scans of the same split, upsampled the same way, placed at random. Pixels
+combine by their maximum. The split is made by source scan: a validation image and its clutter come only from
+validation scans, so no scan feeds both splits. Generation depends only on the seed and takes seconds; nothing is
+written to disk. Every image's difficulty (clutter count, digit side, position) is kept in ``difficulty``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional
+
+
+@dataclass(frozen=True)
+class ClutterProtocol:
+    """How one canvas size is cluttered; sides are in pixels of the canvas."""
+
+    canvas: int
+    digit_side: tuple[int, int]  # the digit's side, drawn uniformly from this closed range
+    fragment_side: int  # side of each clutter fragment
+    max_fragments: int  # the clutter count is drawn uniformly from 0 … max_fragments
+    copies: int = 2  # images made from each source scan, each with its own placement and clutter
+
+    def buckets(self) -> list[tuple[int, int]]:
+        """Three clutter-count ranges of near-equal width: light, medium, heavy."""
+        edges = np.linspace(0, self.max_fragments + 1, 4).round().astype(int)
+        return [(int(low), int(high) - 1) for low, high in zip(edges[:-1], edges[1:])]
+
+
+PROTOCOLS = {
+    32: ClutterProtocol(canvas=32, digit_side=(12, 24), fragment_side=6, max_fragments=12),
+    64: ClutterProtocol(canvas=64, digit_side=(24, 48), fragment_side=12, max_fragments=12),
+}
+DATASETS = {"cluttered-digits": 32, "cluttered-digits-64": 64}  # data set name: canvas
+SCAN_SPLIT_SEED = 0  # the permutation of scans that makes the split, as plain digits split them
+
+
+def source_scans(train: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The split's 8×8 scans in [0, 1] and their labels: 80 % of the scans train, the other 20 % validate."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    order = np.random.default_rng(SCAN_SPLIT_SEED).permutation(len(digits.target))
+    split = int(0.8 * len(order))
+    chosen = order[:split] if train else order[split:]
+    return digits.images[chosen].astype(np.float32) / 16, digits.target[chosen], chosen
+
+
+def _upsampled(scan: np.ndarray, side: int) -> np.ndarray:
+    image = torch.from_numpy(scan)[None, None]
+    return functional.interpolate(image, size=side, mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+
+
+def _paste(canvas: np.ndarray, patch: np.ndarray, y: int, x: int) -> None:
+    region = canvas[y : y + patch.shape[0], x : x + patch.shape[1]]
+    np.maximum(region, patch[: region.shape[0], : region.shape[1]], out=region)
+
+
+@functools.lru_cache(maxsize=4)
+def generate(protocol: ClutterProtocol, train: bool, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    """The split's images ``(N, 3, canvas, canvas)`` in [0, 1], labels, and per image its difficulty: ``clutter``
+    (fragments added), ``digit_side``, ``digit_y``/``digit_x`` (top-left corner), ``scan`` (the source scan's
+    index in scikit-learn's digits) and ``fragment_scans`` (the scans the fragments were cut from, space-separated)."""
+    scans, labels, scan_ids = source_scans(train)
+    rng = np.random.default_rng([seed, int(train), protocol.canvas])
+    size, low, high = protocol.canvas, *protocol.digit_side
+    images = np.zeros((len(scans) * protocol.copies, size, size), dtype=np.float32)
+    rows = []
+    for index in range(len(images)):
+        source = index % len(scans)
+        side = int(rng.integers(low, high + 1))
+        y, x = (int(value) for value in rng.integers(0, size - side + 1, size=2))
+        _paste(images[index], _upsampled(scans[source], side), y, x)
+        clutter = int(rng.integers(0, protocol.max_fragments + 1))
+        fragment_scans = []
+        for _ in range(clutter):
+            other = int(rng.integers(len(scans) - 1))
+            other += other >= source  # any other scan of the split
+            fragment_scans.append(str(scan_ids[other]))
+            big = _upsampled(scans[other], int(rng.integers(low, high + 1)))
+            top, left = (int(value) for value in rng.integers(0, len(big) - protocol.fragment_side + 1, size=2))
+            fragment = big[top : top + protocol.fragment_side, left : left + protocol.fragment_side]
+            where = rng.integers(0, size - protocol.fragment_side + 1, size=2)
+            _paste(images[index], fragment, int(where[0]), int(where[1]))
+        rows.append({"clutter": clutter, "digit_side": side, "digit_y": y, "digit_x": x,
+                     "scan": int(scan_ids[source]), "fragment_scans": " ".join(fragment_scans)})
+    tensor = torch.from_numpy(images)[:, None].repeat(1, 3, 1, 1)
+    return tensor, torch.from_numpy(np.tile(labels, protocol.copies)), pd.DataFrame(rows)
+
+
+def protocol_of(dataset: str) -> ClutterProtocol | None:
+    """The protocol a dataset was generated with; None for data sets that are not cluttered digits."""
+    return PROTOCOLS[DATASETS[dataset]] if dataset in DATASETS else None
+
+
+def by_clutter(clutter: np.ndarray, protocol: ClutterProtocol, correct: np.ndarray,
+               latency_ms: dict[str, np.ndarray]) -> list[dict]:
+    """Per clutter bucket: images, accuracy, and the mean of each per-image latency in ``latency_ms`` (NaNs, images
+    not measured, left out)."""
+    buckets, rows = clutter_bucket(clutter, protocol), []
+    for low, high in protocol.buckets():
+        inside = buckets == f"{low}–{high}"
+        row = {"clutter": f"{low}–{high}", "images": int(inside.sum()),
+               "accuracy": float(correct[inside].mean()) if inside.any() else float("nan")}
+        for name, values in latency_ms.items():
+            chosen = values[inside][~np.isnan(values[inside])]
+            row[f"{name}_mean"] = float(chosen.mean()) if len(chosen) else float("nan")
+        rows.append(row)
+    return rows
+
+
+def clutter_spearman(latency_ms: np.ndarray, clutter: np.ndarray) -> float | None:
+    """Spearman correlation of an image's latency with its clutter count (positive: more clutter, a richer
+    network); None when every image gets the same latency."""
+    from scipy import stats
+
+    return float(stats.spearmanr(latency_ms, clutter).statistic) if np.ptp(latency_ms) > 0 else None
+
+
+def clutter_bucket(clutter: np.ndarray, protocol: ClutterProtocol) -> np.ndarray:
+    """Each image's bucket label ("0–3", …) from its clutter count."""
+    labels = np.empty(len(clutter), dtype=object)
+    for low, high in protocol.buckets():
+        labels[(clutter >= low) & (clutter <= high)] = f"{low}–{high}"
+    return labels
+
+
+def samples_plot(path, per_bucket: int = 6, seed: int = 0) -> None:
+    """Validation images of each clutter bucket (rows), at 32 px and then at 64 px (columns), with their labels."""
+    from instanas.plots import png_figure
+
+    protocols = [PROTOCOLS[32], PROTOCOLS[64]]
+    rows = len(protocols[0].buckets())
+    with png_figure(path, (1.1 * per_bucket * len(protocols), 1.35 * rows), ncols=per_bucket * len(protocols),
+                    nrows=rows) as axes:
+        for block, protocol in enumerate(protocols):
+            images, labels, difficulty = generate(protocol, train=False, seed=seed)
+            buckets = clutter_bucket(difficulty["clutter"].to_numpy(), protocol)
+            for row, (low, high) in enumerate(protocol.buckets()):
+                chosen = np.flatnonzero(buckets == f"{low}–{high}")[:per_bucket]
+                for column, index in enumerate(chosen):
+                    axis = axes[row, block * per_bucket + column]
+                    axis.imshow(images[index, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+                    axis.set_title(f"{int(labels[index])} · {difficulty['clutter'].iloc[index]} fr.", fontsize=7)
+                    axis.set_xticks([])
+                    axis.set_yticks([])
+                axes[row, block * per_bucket].set_ylabel(f"clutter {low}–{high}", fontsize=8)
+            axes[0, block * per_bucket].annotate(f"{protocol.canvas} px", (0, 1.35), xycoords="axes fraction",
+                                                fontsize=9, weight="bold")
