@@ -40,11 +40,12 @@ PROTOCOLS = {
     64: ClutterProtocol(canvas=64, digit_side=(24, 48), fragment_side=12, max_fragments=12),
 }
 DATASETS = {"cluttered-digits": 32, "cluttered-digits-64": 64}  # data set name: canvas
-SCAN_SPLIT_SEED = 0  # the permutation of scans that makes the split, as plain digits split them
+SCAN_SPLIT_SEED = 0  # the permutation of scans that makes the split, the same for plain and cluttered digits
 
 
-def source_scans(train: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The split's 8×8 scans in [0, 1] and their labels: 80 % of the scans train, the other 20 % validate."""
+def source_scans(train: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The split's 8×8 scans in [0, 1], their labels and their indices in scikit-learn's digits: 80 % of the scans
+    train, the other 20 % validate (plain digits and cluttered digits alike)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -115,14 +116,6 @@ def by_clutter(clutter: np.ndarray, protocol: ClutterProtocol, correct: np.ndarr
             row[f"{name}_mean"] = float(chosen.mean()) if len(chosen) else float("nan")
         rows.append(row)
     return rows
-
-
-def clutter_spearman(latency_ms: np.ndarray, clutter: np.ndarray) -> float | None:
-    """Spearman correlation of an image's latency with its clutter count (positive: more clutter, a richer
-    network); None when every image gets the same latency."""
-    from scipy import stats
-
-    return float(stats.spearmanr(latency_ms, clutter).statistic) if np.ptp(latency_ms) > 0 else None
 
 
 def clutter_bucket(clutter: np.ndarray, protocol: ClutterProtocol) -> np.ndarray:

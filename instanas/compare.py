@@ -32,11 +32,11 @@ from instanas.baselines.mobilenetv2 import WidthBaseline
 from instanas.baselines.oneshot import BN_BATCHES, RetrainArchitecture, pareto_frontier, score_architectures
 from instanas.baselines.settings import CompareOptions, parse_epochs
 from instanas.batchnorm import recalibrated
-from instanas.cluttered import by_clutter, clutter_spearman, protocol_of
+from instanas.cluttered import by_clutter, protocol_of
 from instanas.controller import Controller, deterministic_policy
 from instanas.data import difficulty_of
 from instanas.errors import CheckpointError, InstaNASError
-from instanas.evaluate import latency_confidence_spearman
+from instanas.evaluate import latency_spearman
 from instanas.metagraph import MetaGraph, fixed_selection
 from instanas.plots import png_figure
 from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture
@@ -144,7 +144,7 @@ class Comparison:
                 measured[(names == name).to_numpy()] = self._time(network_of(parse_architecture(name))) + overhead_ms
         row = self._row(method, point, correct, lut_ms, measured, frontier)
         row["distinct_architectures"] = int(names.nunique())
-        spearman = latency_confidence_spearman(lut_ms, self.mobilenetv2_confidence())
+        spearman = latency_spearman(lut_ms, self.mobilenetv2_confidence())
         row["spearman_latency_vs_mobilenetv2_confidence"] = np.nan if spearman is None else spearman
         return row
 
@@ -164,7 +164,7 @@ class Comparison:
         covered = measured_ms[~np.isnan(measured_ms)]
         spearman = None
         if self.protocol:
-            spearman = clutter_spearman(lut_ms, self.clutter)
+            spearman = latency_spearman(lut_ms, self.clutter)
             self._buckets += [{"method": method, "point": point, **bucket} for bucket in
                               by_clutter(self.clutter, self.protocol, correct,
                                          {"lut_ms": lut_ms, "measured_ms": measured_ms})]
@@ -382,12 +382,12 @@ def buckets_markdown(frame: pd.DataFrame, buckets: pd.DataFrame) -> str:
     names = list(dict.fromkeys(buckets["clutter"]))
     lines = ["| method | point | " + " | ".join(f"clutter {name}: accuracy, LUT ms" for name in names)
              + " | Spearman latency vs clutter |", "|---" * (3 + len(names)) + "|"]
-    spearman = frame.set_index(["method", "point"])["spearman_latency_vs_clutter"]
-    for (method, point), group in buckets.groupby(["method", "point"], sort=False):
-        cells = " | ".join(f"{100 * row.accuracy:.1f} %, {row.lut_ms_mean:.2f}" for row in group.itertuples())
-        value = spearman.get((method, point), np.nan)
-        value = value.iloc[0] if isinstance(value, pd.Series) else value
-        lines.append(f"| {LABELS[method]} | {point} | {cells} | {'—' if np.isnan(value) else f'{value:+.3f}'} |")
+    for row in frame.itertuples():
+        group = buckets[(buckets["method"] == row.method) & (buckets["point"] == row.point)]
+        cells = " | ".join(f"{100 * bucket.accuracy:.1f} %, {bucket.lut_ms_mean:.2f}" for bucket in group.itertuples())
+        spearman = row.spearman_latency_vs_clutter
+        lines.append(f"| {LABELS[row.method]} | {row.point} | {cells} | "
+                     f"{'—' if np.isnan(spearman) else f'{spearman:+.3f}'} |")
     return "\n".join(lines) + "\n"
 
 

@@ -101,16 +101,12 @@ class TransformedTensors(Dataset):
 
 
 def _digits(train: bool, transform) -> Dataset:
-    from sklearn.datasets import load_digits
+    from instanas.cluttered import source_scans
 
-    digits = load_digits()
-    images = torch.from_numpy(digits.images).float().div(16).unsqueeze(1)  # (N, 1, 8, 8) in [0, 1]
+    scans, labels, _ = source_scans(train)
+    images = torch.from_numpy(scans).unsqueeze(1)  # (N, 1, 8, 8) in [0, 1]
     images = torch.nn.functional.interpolate(images, size=32, mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-    labels = torch.from_numpy(digits.target)
-    order = np.random.default_rng(0).permutation(len(labels))  # fixed split: 80 % train, 20 % validation
-    split = int(0.8 * len(order))
-    chosen = torch.from_numpy(order[:split] if train else order[split:])
-    return TransformedTensors(images[chosen], labels[chosen], transform)
+    return TransformedTensors(images, torch.from_numpy(labels), transform)
 
 
 def load_dataset(name: str, data_dir: str | Path | None, train: bool, augment: bool | None = None) -> Dataset:

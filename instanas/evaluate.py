@@ -18,7 +18,7 @@ from scipy import stats
 from torch.utils.data import DataLoader
 
 from instanas.atomic import atomic_write, report_path
-from instanas.cluttered import by_clutter, clutter_spearman, protocol_of
+from instanas.cluttered import by_clutter, protocol_of
 from instanas.controller import Controller, deterministic_policy
 from instanas.data import dataset_info, difficulty_of, load_dataset, subset
 from instanas.errors import CheckpointError, LUTError
@@ -61,10 +61,11 @@ def _spread(values: np.ndarray) -> dict:
             "p5_p50_p95": [float(v) for v in np.percentile(values, [5, 50, 95])]}
 
 
-def latency_confidence_spearman(latency_ms: np.ndarray, confidence: np.ndarray) -> float | None:
-    """Spearman correlation of an image's latency with a baseline's confidence in it (negative: harder images get
-    richer networks); None when every image gets the same latency, where a rank correlation is undefined."""
-    return float(stats.spearmanr(latency_ms, confidence).statistic) if np.ptp(latency_ms) > 0 else None
+def latency_spearman(latency_ms: np.ndarray, difficulty: np.ndarray) -> float | None:
+    """Spearman correlation of an image's latency with a measure of its difficulty: a baseline's confidence in it
+    (negative: harder images get richer networks) or its clutter count (positive: the same); None when every image
+    gets the same latency, where a rank correlation is undefined."""
+    return float(stats.spearmanr(latency_ms, difficulty).statistic) if np.ptp(latency_ms) > 0 else None
 
 
 def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_dir: str | None = None,
@@ -146,14 +147,14 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
             "instanas_lut_ms_by_baseline_confidence_quartile": [
                 float(lut_ms[quartile == q].mean()) for q in sorted(set(quartile))
             ],
-            "spearman_latency_vs_baseline_confidence": latency_confidence_spearman(lut_ms, base_confidence),
+            "spearman_latency_vs_baseline_confidence": latency_spearman(lut_ms, base_confidence),
         }
     protocol = protocol_of(run["dataset"])
     if protocol:  # cluttered digits: per clutter bucket, and whether more clutter gets a richer network
         clutter = difficulty_of(dataset)["clutter"].to_numpy()
         latencies = {"lut_ms": lut_ms} | ({"measured_ms": per_image} if measure else {})
         report["by_clutter"] = by_clutter(clutter, protocol, correct, latencies)
-        report["spearman_latency_vs_clutter"] = clutter_spearman(lut_ms, clutter)
+        report["spearman_latency_vs_clutter"] = latency_spearman(lut_ms, clutter)
         if "mobilenetv2" in report:
             report["mobilenetv2"]["by_clutter"] = by_clutter(clutter, protocol, base_correct, {})
     out = Path(out) if out else run_dir / "evaluation"

@@ -6,8 +6,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from instanas.cluttered import PROTOCOLS, _upsampled, by_clutter, clutter_bucket, clutter_spearman, generate
+from instanas.cluttered import PROTOCOLS, _upsampled, by_clutter, clutter_bucket, generate
 from instanas.data import difficulty_of, hold_out, load_dataset, subset
+from instanas.evaluate import latency_spearman
 
 
 @pytest.mark.parametrize("canvas", [32, 64])
@@ -91,5 +92,5 @@ def test_buckets_split_the_clutter_range_and_score_each():
     assert [row["accuracy"] for row in rows] == [1.0, 0.0, 0.0]
     assert sum(row["images"] for row in rows) == len(clutter)
     assert rows[-1]["measured_ms_mean"] == pytest.approx(np.mean(np.arange(buckets[-1][0], protocol.max_fragments)))
-    assert clutter_spearman(clutter + 1.0, clutter) == pytest.approx(1.0)
-    assert clutter_spearman(np.ones(len(clutter)), clutter) is None
+    assert latency_spearman(clutter + 1.0, clutter) == pytest.approx(1.0)
+    assert latency_spearman(np.ones(len(clutter)), clutter) is None

@@ -101,8 +101,13 @@ def main() -> None:
                                             ("max_fragments", arguments.max_fragments)) if value}
     cluttered.PROTOCOLS[resolution] = replace(cluttered.PROTOCOLS[resolution], **changes)
     if arguments.table:
+        missing = [str(run) for run in arguments.runs if not (run / "difficulty.json").is_file()]
+        if missing:
+            parser.error(f"{missing[0]}: no difficulty.json (train and score it first)")
         print(table(arguments.runs), end="")
         return
+    if not arguments.arch or len(arguments.runs) != 1:
+        parser.error("training needs one run folder and --arch")
     torch.set_num_threads(arguments.threads)
     (run,) = arguments.runs
     print(json.dumps(train_and_score(run, arguments.arch, arguments.epochs, arguments.dataset), indent=2))
