@@ -54,6 +54,18 @@ def cli():
 PROFILE_ARGS = ("--resolution", "32", "--threads", "1", "--min-time", "0.01")
 
 
+def kill_when(args: tuple[str, ...], ready, timeout: float = 120) -> None:
+    """Run ``instanas ARGS`` in a fresh process and SIGKILL it (no chance to clean up) as soon as ``ready()`` holds,
+    or after ``timeout`` seconds: what a crash or an out-of-memory kill leaves behind."""
+    process = subprocess.Popen([sys.executable, "-m", "instanas", *args],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not ready():
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 @dataclass(frozen=True)
 class KilledProfile:
     """The session's one real profile: its LUT file, and the journal rows it had finished when it was killed."""
@@ -69,13 +81,7 @@ def killed_profile(tmp_path_factory, cli) -> KilledProfile:
     store = tmp_path_factory.mktemp("store")
     command = ("profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store))
     journal = store / fingerprint_id(machine_fingerprint(1)) / "res32.partial.csv"
-    process = subprocess.Popen([sys.executable, "-m", "instanas", *command],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (journal.exists() and len(journal.read_text().splitlines()) > 40):
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: journal.exists() and len(journal.read_text().splitlines()) > 40)
     kept = pd.read_csv(journal).dropna(subset=["calls_per_run"])  # a row cut off by the kill is incomplete
     resumed = cli(*command, "--resume")
     assert resumed.returncode == 0, resumed.stderr

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import kill_when
 
 from instanas.space import (
     NUM_CELLS,
@@ -60,20 +61,14 @@ def test_small_correlate_end_to_end(profiled, tmp_path, cli):
 
 def test_killed_correlate_resumes_to_exactly_n_rows(profiled, tmp_path, cli):
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "instanas", "correlate", *QUICK, "-n", "12", "--lut", str(profiled),
-               "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ("correlate", *QUICK, "-n", "12", "--lut", str(profiled), "--out", str(out))
     results = out / "results.csv"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (results.exists() and results.read_text().count("\n") > 5):
-        time.sleep(0.02)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: results.exists() and results.read_text().count("\n") > 5)
     kept = pd.read_csv(results).dropna(subset=["wall_s"])  # a row cut off mid-write lacks its last field
     assert 4 <= len(kept) < 12, "killed mid-way"
     assert not (out / "report.json").exists()
 
-    resumed = cli(*command[3:], "--resume")
+    resumed = cli(*command, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     final = pd.read_csv(results)
     assert len(final) == 12 and sorted(final["index"]) == list(range(12)), "no row lost or repeated"

@@ -2,17 +2,15 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import BATCH, LIMIT_VAL, TINY
+from conftest import BATCH, LIMIT_VAL, TINY, kill_when
 
 from instanas.cluttered import PROTOCOLS
 from instanas.controller import Controller, deterministic_policy, encouraged
@@ -221,19 +219,13 @@ def test_stages_refuse_to_run_out_of_order_or_over_a_checkpoint(profiled, tmp_pa
 def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path, cli):
     """One step an epoch; the run is killed (SIGKILL) once its first epoch is journaled, then resumed."""
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "instanas", "train", *TINY, "--dataset", "digits", "--limit-train", BATCH,
-               "--limit-val", BATCH, "--holdout", "0", "--stage", "pretrain", "--pretrain-epochs", "2",
-               "--out", str(run)]  # plain digits: a fresh process need not generate the cluttered ones
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = ("train", *TINY, "--dataset", "digits", "--limit-train", BATCH, "--limit-val", BATCH, "--holdout", "0",
+               "--stage", "pretrain", "--pretrain-epochs", "2", "--out", str(run))  # plain digits: nothing to generate
     metrics = run / "metrics-pretrain.csv"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (metrics.exists() and len(pd.read_csv(metrics)) >= 1):
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when(command, lambda: metrics.exists() and len(pd.read_csv(metrics)) >= 1, timeout=300)
     before = pd.read_csv(metrics)
     assert len(before) == 1, "killed after its first epoch"
-    resumed = cli(*command[3:], "--resume")  # the resumed run need not be a fresh process: the killed one was
+    resumed = cli(*command, "--resume")  # the resumed run need not be a fresh process: the killed one was
     assert resumed.returncode == 0, resumed.stderr
     after = pd.read_csv(metrics)
     assert after["epoch"].tolist() == [0, 1], "no epoch lost or repeated"
