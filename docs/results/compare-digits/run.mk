@@ -15,14 +15,18 @@
 #
 #     make -j2 -f docs/results/compare-digits/run.mk DATASET=cluttered-digits RUN=runs/cluttered \
 #         OUT=docs/results/cluttered-digits LUT=…/res32-vN.json
+#
+# TRAIN_FLAGS adds options to every `instanas train` (e.g. TRAIN_FLAGS="--limit-train 1437"); run.json keeps them,
+# so compare uses the same images.
 DATASET ?= digits
+TRAIN_FLAGS ?=
 RES ?= 32
 LUT ?= docs/results/compare-digits/lut-res32.json
 RUN ?= runs/train-digits-holdout
 OUT ?= docs/results/compare-digits
 DONE := $(RUN)/.done
 TRAIN := OMP_NUM_THREADS=1 instanas train --dataset $(DATASET) --workers 0 --pretrain-epochs 12 --search-epochs 8 \
-	--finetune-epochs 12 --lut $(LUT) --out $(RUN) --resume
+	--finetune-epochs 12 --lut $(LUT) --out $(RUN) --resume $(TRAIN_FLAGS)
 BASELINES := --blockdrop-curriculum-epochs 10 --blockdrop-joint-epochs 12 --aig-epochs 12 --oneshot-samples 150 \
 	--retrain-snapshots 0,4,7 --oneshot-retrain-points 3
 TRAINING := OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) --retrain \
@@ -32,7 +36,8 @@ TRAINING := OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LU
 # one-shot's scoring and three re-trainings) starts as early as it can, the baselines and the search fill the other slot
 all: $(DONE)/pretrain $(DONE)/mobilenetv2 $(DONE)/oneshot $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig \
 	$(DONE)/search $(DONE)/instanas
-	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) DATASET=$(DATASET) RES=$(RES) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) $(DONE)/compare
+	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) DATASET=$(DATASET) RES=$(RES) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) \
+		TRAIN_FLAGS="$(TRAIN_FLAGS)" $(DONE)/compare
 
 $(DONE)/pretrain:
 	mkdir -p $(DONE)
