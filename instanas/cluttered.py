@@ -108,8 +108,8 @@ def by_clutter(clutter: np.ndarray, protocol: ClutterProtocol, correct: np.ndarr
     not measured, left out)."""
     buckets, rows = clutter_bucket(clutter, protocol), []
     for low, high in protocol.buckets():
-        inside = buckets == f"{low}–{high}"
-        row = {"clutter": f"{low}–{high}", "images": int(inside.sum()),
+        inside = buckets == bucket_label(low, high)
+        row = {"clutter": bucket_label(low, high), "images": int(inside.sum()),
                "accuracy": float(correct[inside].mean()) if inside.any() else float("nan")}
         for name, values in latency_ms.items():
             chosen = values[inside][~np.isnan(values[inside])]
@@ -118,11 +118,16 @@ def by_clutter(clutter: np.ndarray, protocol: ClutterProtocol, correct: np.ndarr
     return rows
 
 
+def bucket_label(low: int, high: int) -> str:
+    """The one spelling of a clutter bucket ("0–3") that reports, tables and plots share."""
+    return f"{low}–{high}"
+
+
 def clutter_bucket(clutter: np.ndarray, protocol: ClutterProtocol) -> np.ndarray:
     """Each image's bucket label ("0–3", …) from its clutter count."""
     labels = np.empty(len(clutter), dtype=object)
     for low, high in protocol.buckets():
-        labels[(clutter >= low) & (clutter <= high)] = f"{low}–{high}"
+        labels[(clutter >= low) & (clutter <= high)] = bucket_label(low, high)
     return labels
 
 
@@ -138,13 +143,13 @@ def samples_plot(path, per_bucket: int = 6, seed: int = 0) -> None:
             images, labels, difficulty = generate(protocol, train=False, seed=seed)
             buckets = clutter_bucket(difficulty["clutter"].to_numpy(), protocol)
             for row, (low, high) in enumerate(protocol.buckets()):
-                chosen = np.flatnonzero(buckets == f"{low}–{high}")[:per_bucket]
+                chosen = np.flatnonzero(buckets == bucket_label(low, high))[:per_bucket]
                 for column, index in enumerate(chosen):
                     axis = axes[row, block * per_bucket + column]
                     axis.imshow(images[index, 0].numpy(), cmap="gray", vmin=0, vmax=1)
                     axis.set_title(f"{int(labels[index])} · {difficulty['clutter'].iloc[index]} fr.", fontsize=7)
                     axis.set_xticks([])
                     axis.set_yticks([])
-                axes[row, block * per_bucket].set_ylabel(f"clutter {low}–{high}", fontsize=8)
+                axes[row, block * per_bucket].set_ylabel(f"clutter {bucket_label(low, high)}", fontsize=8)
             axes[0, block * per_bucket].annotate(f"{protocol.canvas} px", (0, 1.35), xycoords="axes fraction",
                                                 fontsize=9, weight="bold")
