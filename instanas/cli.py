@@ -81,6 +81,14 @@ WaitForSpeed = Annotated[
         "anchor) while measurements taken off it are set aside and taken again; 0: keep every measurement as taken.",
     ),
 ]
+Backend = Annotated[
+    str,
+    typer.Option("--backend", help="Where networks run when timed, and whose LUT is used: eager (PyTorch), onnxruntime "
+                 "(extra [onnx]) or openvino (extra [openvino]); each backend has its own tables."),
+]
+TensorBoard = Annotated[
+    bool, typer.Option("--tensorboard/--no-tensorboard", help="Also write every epoch's metrics as TensorBoard scalars in <run>/tb/<stage>/.")
+]
 CellMerge = Annotated[
     str,
     typer.Option("--cell-merge", help="How a cell merges its modules' outputs: mean (default) or sum (the paper's)."),
@@ -204,6 +212,7 @@ def measure(
     ] = False,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
+    backend: Backend = "eager",
     as_json: AsJson = False,
 ) -> None:
     """Build one child network and measure its real batch-1 CPU latency (raw median; --paired: like the LUT)."""
@@ -212,23 +221,25 @@ def measure(
     from instanas.metagraph import MetaGraph
     from instanas.space import check_merge
     from profiler import default_threads, measure_latency
+    from profiler.backends import check_backend
 
     selection = parse_architecture(arch)
     search_space(resolution)
     check_merge(cell_merge)
-    table = _paired_table(resolution, lut, threads, cell_merge, allow_foreign_lut) if paired else None
+    check_backend(backend)
+    table = _paired_table(resolution, lut, threads, cell_merge, allow_foreign_lut, backend) if paired else None
     threads = table.threads if table else threads or default_threads()
     torch.manual_seed(seed)
     child = MetaGraph(resolution, merge=cell_merge).child(selection).eval()
     image = torch.randn(1, 3, resolution, resolution)
-    result = {"arch": format_architecture(selection), "resolution": resolution, "threads": threads}
+    result = {"arch": format_architecture(selection), "resolution": resolution, "threads": threads, "backend": backend}
     if table is None:
-        stats = measure_latency(child, image, threads=threads, min_run_time=min_time)
+        stats = measure_latency(child, image, threads=threads, min_run_time=min_time, backend=backend)
         result |= stats.as_dict()
     else:
         from profiler.reference import reference_timer
 
-        stats = reference_timer(threads).measure(child, image, min_run_time=min_time)
+        stats = reference_timer(threads, backend).measure(child, image, min_run_time=min_time)
         result |= stats.as_dict() | {
             "paired_ms": float(table.measured_ms(stats.ratio, stats.reference_ms)),
             "paired_iqr_ms": float(table.measured_ms(stats.ratio_iqr, stats.reference_ms)),
@@ -241,7 +252,7 @@ def measure(
         _emit_json(result)
         return
     typer.echo(
-        f"{result['arch']} @ {resolution} px, {threads} threads: median {stats.median_ms:.3f} ms, "
+        f"{result['arch']} @ {resolution} px, {threads} threads, {backend}: median {stats.median_ms:.3f} ms, "
         f"IQR {stats.iqr_ms:.3f} ms over {stats.runs} runs × {stats.calls_per_run} calls"
     )
     if table is not None:
@@ -253,14 +264,55 @@ def measure(
         )
 
 
+@app.command()
+def export(
+    resolution: Resolution,
+    arch: Annotated[str, typer.Option("--arch", "-a", help="Architecture string, 17 tokens like 10001.")],
+    out: Annotated[Path, typer.Argument(help="The ONNX file to write.", dir_okay=False)],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights and the check's input.")] = 0,
+    cell_merge: CellMerge = "mean",
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", min=0, help="Largest difference allowed, relative to the largest output.")
+    ] = 1e-4,
+) -> None:
+    """Export one child network (seeded random weights, batch-norm statistics of random images) as an ONNX file, its
+    output checked in ONNX Runtime against PyTorch's on another random input; nothing is written when they differ."""
+    import torch
+
+    from instanas.atomic import atomic_write
+    from instanas.space import check_merge
+    from profiler.backends import ONNX_OPSET, check_backend, export_difference, network_onnx, seeded_child
+
+    selection = parse_architecture(arch)
+    search_space(resolution)
+    check_merge(cell_merge)
+    check_backend("onnxruntime")
+    child = seeded_child(selection, resolution, merge=cell_merge, seed=seed)
+    graph = network_onnx(child, torch.randn(1, 3, resolution, resolution))
+    check_input = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed + 1))
+    difference, scale = export_difference(child, graph, check_input)
+    if difference > tolerance * max(1.0, scale):
+        raise InstaNASError(f"{out}: ONNX Runtime's output differs from PyTorch's by {difference:.2e} (largest output "
+                            f"{scale:.2e}, tolerance {tolerance:g}); nothing written")
+    try:
+        atomic_write(out, graph)
+    except OSError as error:
+        raise InstaNASError(f"{out}: cannot be written ({error.strerror or error})") from None
+    typer.echo(f"{out}: {format_architecture(selection)} @ {resolution} px, {len(graph) / 1e6:.1f} MB, opset "
+               f"{ONNX_OPSET}; ONNX Runtime against PyTorch on a random input: max abs difference {difference:.2e} "
+               f"(largest output {scale:.2e})")
+
+
 def _paired_table(
-    resolution: int, lut: Path | None, threads: int | None, merge: str | None, allow_foreign: bool
+    resolution: int, lut: Path | None, threads: int | None, merge: str | None, allow_foreign: bool, backend: str
 ):
-    """The LUT whose anchor converts paired measurements to milliseconds: same reference, cell merge and threads."""
+    """The LUT whose anchor converts paired measurements to milliseconds: same reference, cell merge, threads and
+    backend."""
     from lut.store import default_store, resolve_table
 
     table = resolve_table(
-        resolution, path=lut, store=default_store(), threads=threads, allow_foreign=allow_foreign, merge=merge
+        resolution, path=lut, store=default_store(), threads=threads, allow_foreign=allow_foreign, merge=merge,
+        backend=backend,
     )
     table.check_reference()
     if threads is not None and threads != table.threads:
@@ -300,6 +352,7 @@ def profile(
                      dir_okay=False),
     ] = None,
     wait_for_speed: WaitForSpeed = 30.0,
+    backend: Backend = "eager",
 ) -> None:
     """Profile every module of every cell (plus stem, head and per-cell merges) into a new LUT version."""
     from instanas.space import check_merge
@@ -309,12 +362,17 @@ def profile(
     from lut.profile import ProfileRun
     from lut.store import default_store, load_table
     from profiler import default_threads
+    from profiler.backends import check_backend
     from profiler.speed_gate import SpeedGate
 
+    check_backend(backend)
     speed_table = load_table(speed_of) if speed_of else None
     if speed_table and resolutions != [speed_table.resolution]:
         raise InstaNASError(f"{speed_of}: a {speed_table.resolution} px table sets the speed of "
                             f"{speed_table.resolution} px profiles only")
+    if speed_table and speed_table.backend != backend:
+        raise InstaNASError(f"{speed_of}: timed in the {speed_table.backend} backend, not {backend}: its reference "
+                            f"speed is another runtime's")
     if speed_table:
         speed_table.check_reference()
     store = out or default_store()
@@ -322,11 +380,12 @@ def profile(
     for res in resolutions:
         gate = SpeedGate(speed_table.anchor_ms, 60 * wait_for_speed) if speed_table and wait_for_speed > 0 else None
         run = ProfileRun(res, store=store, threads=threads, min_run_time=min_time, rounds=rounds, seed=seed,
-                         merge=cell_merge, resume=resume, gate=gate, speed_of=speed_of)
+                         merge=cell_merge, resume=resume, gate=gate, speed_of=speed_of, backend=backend)
         started = time.perf_counter()
         with _interruptible(f"finished measurements kept in {run.journal.path}; rerun with --resume",
                             before=run.close), progress_bar() as progress:
-            bar = progress.add_task(f"profile {res} px", total=run.total, completed=run.done, status="")
+            label = f"profile {res} px" + (f" ({backend})" if backend != "eager" else "")
+            bar = progress.add_task(label, total=run.total, completed=run.done, status="")
             if gate:
                 gate.on_wait = _show_waiting(progress, bar, f"{speed_of.name}'s", gate.anchor_ms, wait_for_speed)
             for measurement in run.measure():
@@ -352,15 +411,19 @@ def estimate(
     threads: Threads = None,
     mode: Mode = None,
     allow_foreign_lut: AllowForeign = False,
+    backend: Backend = "eager",
     as_json: AsJson = False,
 ) -> None:
     """Estimate an architecture's latency from the LUT."""
     from lut.store import default_store, resolve_table
+    from profiler.backends import check_backend
 
     selection = parse_architecture(arch)
     search_space(resolution)
+    check_backend(backend)
     table = resolve_table(
-        resolution, path=lut, store=out or default_store(), threads=threads, allow_foreign=allow_foreign_lut
+        resolution, path=lut, store=out or default_store(), threads=threads, allow_foreign=allow_foreign_lut,
+        backend=backend,
     )
     mode = mode or table.default_mode
     result = {
@@ -368,6 +431,7 @@ def estimate(
         "resolution": resolution,
         "mode": mode,
         "estimate_ms": table.estimate(selection, mode=mode),
+        "backend": table.backend,
         "lut": str(table.path),  # printed, not written: the path as given
         "lut_version": table.version,
     }
@@ -504,16 +568,19 @@ def correlate(
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
     allow_foreign_lut: AllowForeign = False,
+    backend: Backend = "eager",
 ) -> None:
     """Validate the LUT: estimate vs measured latency of N sampled children (or of --archs); writes results.csv,
     report.json, scatter.png."""
     from lut.validation import Children
+    from profiler.backends import check_backend
 
     search_space(resolution)
+    check_backend(backend)
     if archs is not None and n is not None:
         raise InstaNASError("give -n (sampled children) or --archs (chosen ones), not both")
     children = Children.from_file(archs) if archs is not None else Children.sampled(n or 10_000, seed)
-    table = _paired_table(resolution, lut, threads, None, allow_foreign_lut)
+    table = _paired_table(resolution, lut, threads, None, allow_foreign_lut, backend)
     out_dir = _run_folder(out, f"correlate-{resolution}", resume)
     harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes)
     report = _measure_children(table, out_dir, f"correlate {resolution} px", children, harness,
@@ -557,6 +624,7 @@ def calibrate(
     ] = True,
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
+    backend: Backend = "eager",
 ) -> None:
     """Fit the per-module and per-network costs isolated profiling misses; store them as a new LUT version.
 
@@ -566,11 +634,13 @@ def calibrate(
     from lut.store import default_store, resolve_table, save_calibrated
     from lut.table import check_calibration_model
     from lut.validation import CALIBRATION_STREAM, Children, calibration_from_results
+    from profiler.backends import check_backend
 
     search_space(resolution)
     check_calibration_model(model)  # before any child is measured
+    check_backend(backend)
     store = store or default_store()
-    table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False)
+    table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False, backend=backend)
     out_dir = _run_folder(out, f"calibrate-{resolution}", resume)
     harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes)
     report = _measure_children(table, out_dir, f"calibrate {resolution} px", Children.sampled(n, seed + CALIBRATION_STREAM),
@@ -646,6 +716,7 @@ def train(
     finetune_batch: Annotated[int, typer.Option("--finetune-batch", min=1, help="Batch size of re-training.")] = TrainConfig.finetune_batch,
     snapshot: Annotated[int | None, typer.Option("--snapshot", min=0, help="Search epoch whose controller to fine-tune (default: last).")] = TrainConfig.snapshot,
     from_scratch: Annotated[bool, typer.Option("--from-scratch/--from-search", help="Re-train the meta-graph from scratch (paper) or from the search's weights.")] = TrainConfig.from_scratch,
+    tensorboard: TensorBoard = True,
 ) -> None:
     """Train InstaNAS: pre-train the meta-graph, search the controller, fine-tune its policy; and the MobileNetV2 baseline."""
     from instanas.training.stages import run_stage
@@ -662,10 +733,10 @@ def train(
         from lut.store import default_store, resolve_table
 
         table = resolve_table(dataset_info(dataset).resolution, path=lut, store=default_store(), threads=None,
-                              allow_foreign=allow_foreign_lut, merge=cell_merge)
+                              allow_foreign=allow_foreign_lut, merge=cell_merge, backend=None)
     for name in stages:
         with _interruptible(f"finished epochs are kept in {out}; continue with --stage {name} --resume"):
-            history = run_stage(name, config, out, resume=resume, table=table)
+            history = run_stage(name, config, out, resume=resume, table=table, tensorboard=tensorboard)
         last = history[-1] if history else {}
         figures = ", ".join(f"{key} {value:.4g}" for key, value in last.items() if key.startswith("val_"))
         typer.echo(f"{name}: {len(history)} epochs in {out}; last epoch: {figures}")
@@ -690,7 +761,7 @@ def evaluate(
 
     saved = read_run(run)
     table = resolve_table(saved["resolution"], path=lut, store=default_store(), threads=None,
-                          allow_foreign=allow_foreign_lut, merge=saved["cell_merge"])
+                          allow_foreign=allow_foreign_lut, merge=saved["cell_merge"], backend=None)
     report = evaluate_run(run, table, checkpoint=checkpoint, data_dir=data_dir, measure=measure, min_run_time=min_time,
                           out=out, baseline=baseline)
     lines = [
@@ -753,6 +824,7 @@ def compare(
     aig_target: Annotated[float, typer.Option("--aig-target", min=0.0, max=1.0, help="Target fraction of images each gate runs.")] = ConvNetAIGSettings.target,
     aig_loss_weight: Annotated[float, typer.Option("--aig-loss-weight", help="Weight of the target-rate loss.")] = ConvNetAIGSettings.loss_weight,
     aig_batch: Annotated[int, typer.Option("--aig-batch", min=1, help="Batch size of ConvNet-AIG.")] = ConvNetAIGSettings.batch,
+    tensorboard: TensorBoard = CompareOptions.tensorboard,
 ) -> None:
     """InstaNAS against MobileNetV2 (widths), one-shot, BlockDrop and ConvNet-AIG: table and frontier plot."""
     from instanas.compare import compare as run_compare
@@ -766,13 +838,13 @@ def compare(
         raise InstaNASError(f"{run}: the run trains at {saved['resolution']} px, not {resolution} px")
     options = CompareOptions(
         methods=tuple(method) if method else METHODS, widths=parse_widths(widths), oneshot_samples=oneshot_samples,
-        retrain=retrain, oneshot_retrain_points=oneshot_retrain_points, retrain_snapshots=retrain_snapshots, measure=measure, min_run_time=min_time, device=device,
+        retrain=retrain, oneshot_retrain_points=oneshot_retrain_points, retrain_snapshots=retrain_snapshots, measure=measure, min_run_time=min_time, device=device, tensorboard=tensorboard,
         blockdrop=_settings(BlockDropSettings, "blockdrop_", values),
         convnet_aig=_settings(ConvNetAIGSettings, "aig_", values))
     recipe = {"finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "finetune_batch": finetune_batch}
     config = comparison_config(run, data_dir=data_dir, workers=workers, device=device, recipe=recipe)
     table = resolve_table(saved["resolution"], path=lut, store=default_store(), threads=None, allow_foreign=allow_foreign_lut,
-                          merge=saved["cell_merge"])
+                          merge=saved["cell_merge"], backend=None)
     out = out or run / "compare"
     with _interruptible(f"finished epochs and scores are kept in {run}; run the same command to continue"):
         frame = run_compare(run, config, table, options, out)
@@ -803,7 +875,7 @@ def ablation(
 
     def table_for(merge: str):
         return resolve_table(resolution, path=given.get(merge), store=default_store(), threads=None,
-                             allow_foreign=allow_foreign_lut, merge=merge)
+                             allow_foreign=allow_foreign_lut, merge=merge, backend=None)
 
     frame = run_ablation(run, table_for, baseline, out)
     typer.echo(markdown(frame) + f"\ntable: {out / 'ablation.md'}; plot: {out / 'search.png'}")
@@ -823,7 +895,8 @@ def lut_list(out: Store = None) -> None:
         described = group.dropna(subset=["cpu"])
         machine = described.iloc[-1] if len(described) else None
         title = f"machine {fingerprint}" + (
-            f": {machine.cpu}, {int(machine.threads)} threads, torch {machine.torch}" if machine is not None else ""
+            f": {machine.cpu}, {int(machine.threads)} threads, torch {machine.torch}, {machine.backend}"
+            if machine is not None else ""
         )
         table = Table(title=title, title_justify="left")
         for column in ("path", "resolution", "version", "created", "problem"):
@@ -843,7 +916,8 @@ def lut_show(path: Annotated[Path, typer.Argument(help="A LUT file.")]) -> None:
     console.print(
         f"{path}: {lut_table.resolution} px, version {lut_table.version}, created {lut_table.meta['created']}\n"
         f"machine {lut_table.fingerprint_id}: {fields.get('cpu_model')}, {lut_table.threads} threads, "
-        f"torch {fields.get('torch_version')}, malloc {fields.get('malloc', 'system (not recorded)')}\n"
+        f"torch {fields.get('torch_version')}, malloc {fields.get('malloc', 'system (not recorded)')}, "
+        f"backend {lut_table.backend} {fields.get('backend_version', fields.get('torch_version'))}\n"
         f"settings: {lut_table.meta['settings']}\n"
         f"estimate: full meta-graph {lut_table.estimate(full_architecture()):.3f} ms, "
         f"smallest {lut_table.estimate(smallest_architecture()):.3f} ms"

@@ -72,7 +72,7 @@ class Comparison:
         self.run_dir, self.config, self.table, self.options, self.out = Path(run_dir), config, table, options, Path(out)
         self.mode = table.default_mode
         self.trainer = Trainer(config, self.run_dir, Workers(device=torch.device(options.device)),
-                               show_progress=options.show_progress)
+                               show_progress=options.show_progress, tensorboard=options.tensorboard)
         if table.resolution != self.trainer.resolution:
             raise InstaNASError(f"{table.path}: profiled at {table.resolution} px, the run trains at "
                                 f"{self.trainer.resolution} px")

@@ -34,3 +34,7 @@ class DatasetError(InstaNASError):
 
 class CheckpointError(InstaNASError):
     """A training checkpoint or run folder that is missing, unreadable, or from other settings."""
+
+
+class BackendError(InstaNASError):
+    """A timing backend whose runtime package is not installed."""

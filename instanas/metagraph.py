@@ -47,6 +47,18 @@ def merge_outputs(outputs: list[Tensor], merge: str) -> Tensor:
     return out
 
 
+class OutputMerge(nn.Module):
+    """The k-way merge of a cell's module outputs as a module of its own, exactly as a child cell computes it: what
+    the profile times as a merge entry, and what an exported child runs between a cell's modules."""
+
+    def __init__(self, merge: str):
+        super().__init__()
+        self.merge = merge
+
+    def forward(self, outputs: tuple[Tensor, ...]) -> Tensor:
+        return merge_outputs(list(outputs), self.merge)
+
+
 class Stem(nn.Sequential):
     """3×3 convolution to 32 channels + BN + ReLU (stride 2 only at 224 px)."""
 

@@ -18,16 +18,18 @@ from profiler.speed_gate import SpeedGate
 
 class ProfileRun:
     """One resolution's profile: :meth:`measure` yields each measurement once it is journaled; :meth:`save` stores
-    the table. ``gate``: time entries only while the machine runs at ``speed_of``'s speed."""
+    the table. ``gate``: time entries only while the machine runs at ``speed_of``'s speed; ``backend``: the runtime
+    the entries run in (recorded in the fingerprint, so the table is this backend's)."""
 
     def __init__(self, resolution: int, *, store: Path, threads: int, min_run_time: float, rounds: int, seed: int,
-                 merge: str, resume: bool, gate: SpeedGate | None = None, speed_of: Path | None = None):
-        self.resolution, self.store, self.gate = resolution, Path(store), gate
+                 merge: str, resume: bool, gate: SpeedGate | None = None, speed_of: Path | None = None,
+                 backend: str = "eager"):
+        self.resolution, self.store, self.gate, self.backend = resolution, Path(store), gate, backend
         self.settings = {"threads": threads, "min_run_time": min_run_time, "rounds": rounds, "seed": seed,
                          "batch_size": 1, "cell_merge": merge}
         if gate:
             self.settings["speed_of"] = {"lut": report_path(speed_of), "anchor_ms": gate.anchor_ms}
-        fields = machine_fingerprint(threads)
+        fields = machine_fingerprint(threads, backend)
         self.fingerprint = {"id": fingerprint_id(fields), "fields": fields}
         self.journal = profile_journal(self.store, self.fingerprint["id"], resolution,
                                        {"resolution": resolution, **self.settings}, resume)
@@ -40,7 +42,7 @@ class ProfileRun:
         for measurement in profile_space(self.resolution, threads=settings["threads"],
                                          min_run_time=settings["min_run_time"], rounds=settings["rounds"],
                                          merge=settings["cell_merge"], seed=settings["seed"], skip=self.finished,
-                                         gate=self.gate):
+                                         gate=self.gate, backend=self.backend):
             self.journal.append(measurement.as_record())
             yield measurement
 

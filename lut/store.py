@@ -109,14 +109,15 @@ def load_table(path: str | os.PathLike) -> LatencyTable:
     return LatencyTable.from_dict(payload, path)
 
 
-def latest_table(store: Path, fingerprint: str, resolution: int, merge: str | None = None) -> LatencyTable:
-    """The newest version (of cells that ``merge`` their modules, if given)."""
+def latest_table(store: Path, fingerprint: str, resolution: int, merge: str | None = None,
+                 backend: str = "eager") -> LatencyTable:
+    """The newest version (of cells that ``merge`` their modules, if given); ``backend`` names the profile to run."""
     for _, path in reversed(table_versions(store, fingerprint, resolution)):
         table = load_table(path)
         if merge is None or table.cell_merge == merge:
             return table
     cells = f" of cells that {merge} their modules" if merge else ""
-    option = f" --cell-merge {merge}" if merge else ""
+    option = (f" --cell-merge {merge}" if merge else "") + (f" --backend {backend}" if backend != "eager" else "")
     raise LUTError(
         f"no LUT for {resolution} px{cells} on this machine (fingerprint {fingerprint}) under {store}: "
         f"run `instanas profile --resolution {resolution}{option}` first, or pass --lut"
@@ -129,7 +130,7 @@ def check_fingerprint(table: LatencyTable, current: str, allow_foreign: bool) ->
         return
     message = (
         f"{table.path}: profiled on another machine or software (fingerprint {table.fingerprint_id}, "
-        f"this machine with {table.threads} threads is {current})"
+        f"this machine with {table.threads} threads in {table.backend} is {current})"
     )
     if not allow_foreign:
         raise ForeignLUTError(message + "; pass --allow-foreign-lut to use it anyway")
@@ -138,25 +139,31 @@ def check_fingerprint(table: LatencyTable, current: str, allow_foreign: bool) ->
 
 def resolve_table(
     resolution: int, *, path: str | os.PathLike | None, store: Path, threads: int | None, allow_foreign: bool,
-    merge: str | None = None,
+    merge: str | None = None, backend: str | None = "eager",
 ) -> LatencyTable:
     """The table to estimate with: ``path`` if given, else this machine's newest at ``resolution``.
 
-    It must be of ``resolution``, of networks whose cells ``merge`` their modules (when given) and, unless
-    ``allow_foreign``, of this machine (at the table's own thread count).
+    It must be of ``resolution``, of networks whose cells ``merge`` their modules (when given), timed in ``backend``
+    (when given; None: whichever the table was, for consumers that only estimate or time in the table's backend) and,
+    unless ``allow_foreign``, of this machine (at the table's own thread count). A table of another backend is
+    refused even then: its numbers are another program's, and ``--backend`` says which one to use.
     """
     from profiler import default_threads
     from profiler.fingerprint import fingerprint_id, machine_fingerprint
 
     if path is None:
-        current = fingerprint_id(machine_fingerprint(threads or default_threads()))
-        return latest_table(store, current, resolution, merge)
+        backend = backend or "eager"
+        current = fingerprint_id(machine_fingerprint(threads or default_threads(), backend))
+        return latest_table(store, current, resolution, merge, backend)
     table = load_table(path)
     if table.resolution != resolution:
         raise LUTError(f"{table.path}: profiled at {table.resolution} px, not {resolution} px")
     if merge is not None:
         table.check_merge(merge)
-    check_fingerprint(table, fingerprint_id(machine_fingerprint(table.threads)), allow_foreign)
+    if backend is not None and table.backend != backend:
+        raise ForeignLUTError(f"{table.path}: timed in the {table.backend} backend, not {backend}; "
+                              f"pass --backend {table.backend}, or profile with --backend {backend}")
+    check_fingerprint(table, fingerprint_id(machine_fingerprint(table.threads, table.backend)), allow_foreign)
     return table
 
 
@@ -168,7 +175,7 @@ def list_tables(store: Path) -> pd.DataFrame:
         if not match:
             continue
         row = {"fingerprint": path.parent.name, "resolution": int(match.group(1)), "version": int(match.group(2))}
-        row |= {"created": "", "cpu": None, "threads": None, "torch": None}
+        row |= {"created": "", "cpu": None, "threads": None, "torch": None, "backend": None}
         try:
             table = load_table(path)
             fields = table.meta["fingerprint"]["fields"]
@@ -177,10 +184,12 @@ def list_tables(store: Path) -> pd.DataFrame:
                 "cpu": fields.get("cpu_model"),
                 "threads": table.threads,
                 "torch": fields.get("torch_version"),
+                "backend": table.backend,
                 "problem": "",
             }
         except LUTError as error:
             row |= {"problem": str(error).split(": ", 1)[-1]}
         rows.append(row | {"path": str(path)})
-    columns = ["fingerprint", "resolution", "version", "created", "cpu", "threads", "torch", "problem", "path"]
+    columns = ["fingerprint", "resolution", "version", "created", "cpu", "threads", "torch", "backend", "problem",
+               "path"]
     return pd.DataFrame(rows, columns=columns).sort_values(["fingerprint", "resolution", "version"], ignore_index=True)

@@ -114,6 +114,11 @@ class LatencyTable:
     def threads(self) -> int:
         return self.meta["settings"]["threads"]
 
+    @property
+    def backend(self) -> str:
+        """The runtime its entries were timed in (:mod:`profiler.backends`); tables from before backends: eager."""
+        return self.meta["fingerprint"]["fields"].get("backend", "eager")
+
     def _name(self) -> str:
         return str(self.path) if self.path else f"LUT res{self.meta.get('resolution')}"
 

@@ -102,11 +102,12 @@ class ChildTiming:
 class ChildTimer:
     """Builds children of one meta-graph and times them, ``harness.group`` at a time, against the reference."""
 
-    def __init__(self, resolution: int, harness: Harness, *, threads: int, merge: str, seed: int = 0):
+    def __init__(self, resolution: int, harness: Harness, *, threads: int, merge: str, backend: str = "eager",
+                 seed: int = 0):
         torch.manual_seed(seed)
         self.graph = MetaGraph(resolution, merge=merge).eval()
         self.input = torch.randn(1, 3, resolution, resolution)
-        self.timer = reference_timer(threads)
+        self.timer = reference_timer(threads, backend)
         self.harness = harness
 
     def _measure(self, archs: list[np.ndarray]) -> list[PairedStats]:
@@ -258,7 +259,8 @@ class CorrelationRun:
         )
         done = self.results.frame()
         self.measured = dict(zip(done["index"], done["measured_ms"]))
-        self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge)
+        self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge,
+                                backend=table.backend)
         self.gate = SpeedGate(table.children_reference_ms, wait_for_speed_s) if wait_for_speed_s > 0 else None
         self.wall_s = 0.0
 
@@ -347,12 +349,12 @@ class CorrelationRun:
 
 
 class Stopwatch:
-    """Measured ms of modules: paired with the reference network, converted with the LUT's anchor and speed exponent
-    (its units: :meth:`lut.table.LatencyTable.measured_ms`)."""
+    """Measured ms of modules: paired with the reference network in the LUT's backend, converted with the LUT's anchor
+    and speed exponent (its units: :meth:`lut.table.LatencyTable.measured_ms`)."""
 
     def __init__(self, table, *, threads: int | None = None, min_run_time: float = 0.2):
         table.check_reference()
-        self.timer = reference_timer(threads or table.threads)
+        self.timer = reference_timer(threads or table.threads, table.backend)
         self.table, self.min_run_time = table, min_run_time
 
     def __call__(self, module: torch.nn.Module, example_input) -> float:

@@ -3,7 +3,8 @@
 A LUT is only a latency for the machine it was profiled on. The fingerprint records the hardware and software, and
 its short id hashes the fields that change latency, so a table from another machine, torch build or thread count is
 recognised as foreign. So is a table profiled under another allocator setting
-(:mod:`profiler.allocator`).
+(:mod:`profiler.allocator`), or timed in another runtime (:mod:`profiler.backends`): a backend other than eager
+PyTorch adds its name and version to the hashed fields, so eager tables keep the ids they had before backends existed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import psutil
 import torch
 
 from profiler.allocator import current_allocator
+from profiler.backends import backend_version
 
 # ISA extensions that decide which kernels oneDNN/MKL can run.
 _RELEVANT_FLAG_PREFIXES = ("avx", "amx", "fma", "f16c", "sse4", "vnni", "bf16", "asimd", "sve", "neon")
@@ -33,6 +35,7 @@ LATENCY_FIELDS = (
     "mkl",
     "malloc",
 )
+BACKEND_FIELDS = ("backend", "backend_version")  # hashed too, unless the backend is eager
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -48,8 +51,8 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
-def machine_fingerprint(threads: int) -> dict:
-    """The fields describing this machine and software when running with ``threads`` intra-op threads."""
+def machine_fingerprint(threads: int, backend: str = "eager") -> dict:
+    """The fields describing this machine and software when running ``backend`` with ``threads`` intra-op threads."""
     info = _cpuinfo()
     flags = (info.get("flags") or info.get("Features") or "").split()
     return {
@@ -66,11 +69,14 @@ def machine_fingerprint(threads: int) -> dict:
         "malloc": current_allocator(),
         "python": platform.python_version(),
         "os": platform.platform(),
+        "backend": backend,
+        "backend_version": backend_version(backend),
     }
 
 
 def fingerprint_id(fields: dict) -> str:
     """A short stable id: the hash of the latency-relevant fields only."""
-    relevant = {name: fields.get(name) for name in LATENCY_FIELDS}
+    names = LATENCY_FIELDS + (BACKEND_FIELDS if fields.get("backend", "eager") != "eager" else ())
+    relevant = {name: fields.get(name) for name in names}
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
     return digest[:12]

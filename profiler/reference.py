@@ -24,8 +24,9 @@ def reference_description() -> dict:
     return {"arch": format_architecture(mobilenetv2_architecture()), "resolution": REFERENCE_RESOLUTION}
 
 
-def reference_timer(threads: int | None = None) -> PairedTimer:
-    """A :class:`PairedTimer` against the reference network (own random stream: the caller's is left alone)."""
+def reference_timer(threads: int | None = None, backend: str = "eager") -> PairedTimer:
+    """A :class:`PairedTimer` against the reference network, run in ``backend`` like what it times (own random
+    stream: the caller's is left alone)."""
     # torch only here: a table checks its reference description without loading torch (about 2 s)
     import torch
 
@@ -37,4 +38,4 @@ def reference_timer(threads: int | None = None) -> PairedTimer:
         graph = MetaGraph(REFERENCE_RESOLUTION).eval()
         network = graph.child(mobilenetv2_architecture())
         image = torch.randn(1, 3, REFERENCE_RESOLUTION, REFERENCE_RESOLUTION)
-    return PairedTimer(network, image, threads=threads)
+    return PairedTimer(network, image, threads=threads, backend=backend)

@@ -22,22 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from instanas.controller import Controller
-from instanas.metagraph import MetaGraph, merge_outputs
+from instanas.metagraph import MetaGraph, OutputMerge
 from instanas.space import CONTROLLER_KEY, MAX_MERGED, MODULE_NAMES, controller_signature, merge_key, module_key
 from profiler.reference import reference_timer
 from profiler.speed_gate import SpeedGate
 from profiler.timing import PairedStats
-
-
-class OutputMerge(nn.Module):
-    """The k-way merge of a cell's module outputs, exactly as a child cell computes it."""
-
-    def __init__(self, merge: str):
-        super().__init__()
-        self.merge = merge
-
-    def forward(self, outputs: tuple[Tensor, ...]) -> Tensor:
-        return merge_outputs(list(outputs), self.merge)
 
 
 @dataclass(frozen=True)
@@ -122,17 +111,19 @@ def profile_space(
     seed: int = 0,
     skip: frozenset[tuple[str, int]] = frozenset(),
     gate: SpeedGate | None = None,
+    backend: str = "eager",
 ) -> Iterator[ProfileMeasurement]:
     """Measure every entry ``rounds`` times, yielding each measurement as it finishes.
 
     ``skip`` holds ``(key, round)`` pairs already measured (a resumed run); the order of a round depends only on
     ``seed`` and the round, so a resumed run measures the same remaining entries it would have. With a ``gate``, an
-    entry timed off its speed goes to the end of its round, after a pause.
+    entry timed off its speed goes to the end of its round, after a pause. Entries and the reference run in
+    ``backend``.
     """
     torch.manual_seed(seed)
     graph = MetaGraph(resolution, num_classes, merge).eval()
     tasks = profile_tasks(graph)
-    timer = reference_timer(threads)
+    timer = reference_timer(threads, backend)
     for round_index in range(rounds):
         order = np.random.default_rng([seed, round_index]).permutation(len(tasks))
         queue = deque(tasks[position] for position in order if (tasks[position].key, round_index) not in skip)

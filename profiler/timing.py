@@ -4,7 +4,9 @@ Every figure the suite reports comes from :func:`measure_latency` (raw latency) 
 relative to a reference network timed in alternating blocks, which cancels the machine's changing speed; one
 reference block per module block, or, with :meth:`PairedTimer.measure_group`, one per round of several modules).
 Both use the same blocks: eval mode, ``torch.inference_mode()``, a fixed thread count, warm-up before timing
-(oneDNN picks its kernels on the first calls), and the median with its IQR over timed blocks.
+(oneDNN picks its kernels on the first calls), and the median with its IQR over timed blocks. A ``backend``
+(:mod:`profiler.backends`) runs each timed module, and a paired timer's reference, in ONNX Runtime or OpenVINO instead
+of eager PyTorch.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from torch import nn
 # GPU is present. That says nothing about CPU timing and would break our one-line error output.
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 from torch.utils import benchmark  # noqa: E402
+
+from profiler.backends import compile_network  # noqa: E402
 
 
 def default_threads() -> int:
@@ -56,16 +60,17 @@ def torch_threads(threads: int):
 
 
 class _Blocks:
-    """Times blocks of calls of one module: warm-up, then blocks sized to about ``block_time`` seconds each.
+    """Times blocks of calls of one network (a module, or a backend's compiled callable): warm-up, then blocks sized
+    to about ``block_time`` seconds each.
 
     Warm-up is ``warmup_calls`` calls (three by default). Blocks are taken with the Timer's own block loop
     (``_timeit``) because the public ``timeit`` precedes every block with max(n/100, 2) warm-up calls, tripling the
     wall time of one-call blocks; where a future torch lacks it, the public call is used.
     """
 
-    def __init__(self, module: nn.Module, example_input, threads: int, block_time: float, warmup_calls: int = 3):
-        module.eval()
-        timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": example_input}, num_threads=threads)
+    def __init__(self, network, example_input, threads: int, block_time: float, warmup_calls: int = 3):
+        timer = benchmark.Timer(stmt="network(x)", globals={"network": network, "x": example_input},
+                                num_threads=threads)
         self._seconds = getattr(timer, "_timeit", None) or (lambda number: timer.timeit(number).raw_times[0])
         for _ in range(max(1, warmup_calls)):  # kernels are picked, caches filled; the last call sizes the blocks
             last = self._seconds(1)
@@ -120,8 +125,9 @@ def measure_latency(
     iqr_threshold: float = 0.1,
     block_time: float = 0.02,
     min_runs: int = 7,
+    backend: str = "eager",
 ) -> LatencyStats:
-    """Time ``module(example_input)`` in blocks of calls (``torch.utils.benchmark.Timer``).
+    """Time ``module(example_input)``, run in ``backend``, in blocks of calls (``torch.utils.benchmark.Timer``).
 
     Blocks last about ``block_time`` s (less when ``min_run_time`` is too short for ``min_runs`` such blocks). They are
     taken for at least ``min_run_time`` s and ``min_runs`` blocks, then until IQR/median < ``iqr_threshold`` or
@@ -131,8 +137,9 @@ def measure_latency(
     """
     threads = threads or default_threads()
     block_time = min(block_time, min_run_time / min_runs)
+    network = compile_network(module, example_input, backend, threads)
     with torch_threads(threads), torch.inference_mode():
-        blocks = _Blocks(module, example_input, threads, block_time)
+        blocks = _Blocks(network, example_input, threads, block_time)
         values = _collect(
             blocks.per_call,
             min_run_time=min_run_time,
@@ -187,12 +194,15 @@ class PairedStats:
 class PairedTimer:
     """Times modules in blocks alternating with blocks of one reference network, kept warm between measurements.
 
-    The stop rule watches the ratio's IQR; the time budgets count the wall time of both blocks of each pair.
+    The stop rule watches the ratio's IQR; the time budgets count the wall time of both blocks of each pair. The
+    reference and every timed module run in ``backend``.
     """
 
-    def __init__(self, reference: nn.Module, reference_input, *, threads: int | None = None):
-        self.reference, self.reference_input = reference.eval(), reference_input
+    def __init__(self, reference: nn.Module, reference_input, *, threads: int | None = None, backend: str = "eager"):
         self.threads = threads or default_threads()
+        self.backend = backend
+        self.reference = compile_network(reference, reference_input, backend, self.threads)
+        self.reference_input = reference_input
         self._reference_blocks: dict[float, _Blocks] = {}  # by block time; built (and warmed) once each
 
     def measure(
@@ -211,8 +221,9 @@ class PairedTimer:
         block_time = min(block_time, min_run_time / (2 * min_runs))
         module_times: list[float] = []
         reference_times: list[float] = []
+        network = compile_network(module, example_input, self.backend, self.threads)
         with torch_threads(self.threads), torch.inference_mode():
-            blocks = _Blocks(module, example_input, self.threads, block_time, warmup_calls)
+            blocks = _Blocks(network, example_input, self.threads, block_time, warmup_calls)
             reference_blocks = self.reference_blocks(block_time)
 
             def take() -> tuple[float, float]:
@@ -252,8 +263,10 @@ class PairedTimer:
         """
         block_time = min(block_time, min_run_time / min_runs)
         max_run_time = max_run_time or 5 * min_run_time
+        networks = [(compile_network(module, x, self.backend, self.threads), x) for module, x in modules]
         with torch_threads(self.threads), torch.inference_mode():
-            members = [_GroupMember(_Blocks(m, x, self.threads, block_time, warmup_calls)) for m, x in modules]
+            members = [_GroupMember(_Blocks(network, x, self.threads, block_time, warmup_calls))
+                       for network, x in networks]
             reference = self.reference_blocks(block_time)
             reference_times: list[float] = []
 

@@ -233,15 +233,36 @@ def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path, cli):
 
 
 def test_pretraining_at_64_px_on_cluttered_digits(tmp_path, cli):
-    """The 64 px path (TinyImageNet's resolution) trains for real on the 64 px cluttered digits."""
+    """The 64 px path (TinyImageNet's resolution) trains for real on the 64 px cluttered digits; --no-tensorboard
+    writes no event files."""
     run = tmp_path / "run"
     result = cli("train", *TINY, "--dataset", "cluttered-digits-64", "--limit-train", "4", "--limit-val", "4",
                  "--pretrain-batch", "4", "--holdout", "0", "--stage", "pretrain", "--pretrain-epochs", "1",
-                 "--out", str(run))
+                 "--out", str(run), "--no-tensorboard")
     assert result.returncode == 0, result.stderr
     assert json.loads((run / "run.json").read_text())["resolution"] == 64
     metrics = pd.read_csv(run / "metrics-pretrain.csv")
     assert metrics["train_images"].tolist() == [4] and np.isfinite(metrics["train_loss"]).all()
+    assert not (run / "tb").exists()
+
+
+def test_every_stage_writes_its_metrics_as_tensorboard_scalars(trained_run):
+    """TensorBoard's own event reader finds, per stage, every number of the metrics file (losses, accuracies, LUT
+    latency, the search's bound U_t as upper_ms) at every epoch, with the file's values."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for stage in ("pretrain", "search", "finetune", "mobilenetv2"):
+        metrics = pd.read_csv(trained_run / f"metrics-{stage}.csv")
+        events = EventAccumulator(str(trained_run / "tb" / stage))
+        events.Reload()
+        numbers = [column for column in metrics.select_dtypes("number").columns if column != "epoch"]
+        assert sorted(events.Tags()["scalars"]) == sorted(numbers), stage
+        for column in numbers:
+            logged = events.Scalars(column)
+            assert [event.step for event in logged] == metrics["epoch"].tolist(), (stage, column)
+            assert np.allclose([event.value for event in logged], metrics[column], rtol=1e-6), (stage, column)
+    assert {"upper_ms", "val_lut_ms", "controller_loss", "val_accuracy"} <= set(
+        pd.read_csv(trained_run / "metrics-search.csv").columns)
 
 
 def test_distributed_pretraining_on_two_cpu_processes(tmp_path):

@@ -67,6 +67,7 @@ class CompareOptions:
     min_run_time: float = 0.2
     threads: int | None = None
     show_progress: bool = True
+    tensorboard: bool = True  # each baseline's training epochs also as TensorBoard scalars in <run>/tb/<stage>/
     device: str = "cpu"
     blockdrop: BlockDropSettings = field(default_factory=BlockDropSettings)
     convnet_aig: ConvNetAIGSettings = field(default_factory=ConvNetAIGSettings)

@@ -26,6 +26,7 @@ from instanas.reward import lut_latency
 from instanas.training.checkpoints import load_checkpoint, record_run, save_checkpoint
 from instanas.training.config import REQUIRES, TrainConfig
 from instanas.training.runtime import Workers
+from instanas.training.scalars import ScalarLog
 
 
 @dataclass
@@ -54,10 +55,13 @@ class EpochTotals:
 
 
 class Trainer:
-    """Data, models and the epoch loop shared by every stage."""
+    """Data, models and the epoch loop shared by every stage; with ``tensorboard``, each stage's epochs also go to
+    ``<out>/tb/<stage>/`` (:mod:`instanas.training.scalars`)."""
 
-    def __init__(self, config: TrainConfig, out: Path, workers: Workers, *, show_progress: bool = True):
+    def __init__(self, config: TrainConfig, out: Path, workers: Workers, *, show_progress: bool = True,
+                 tensorboard: bool = True):
         self.config, self.out, self.workers = config, Path(out), workers
+        self.scalars = ScalarLog(self.out / "tb") if tensorboard and workers.main else None
         self.info = dataset_info(config.dataset)
         self.resolution = self.info.resolution
         training = [subset(load_dataset(config.dataset, config.data_dir, train=True, augment=augment),
@@ -235,6 +239,10 @@ class Stage:
                 )
                 metrics = pd.DataFrame(self.history).to_csv(index=False)
                 atomic_write(self.trainer.out / f"metrics-{self.name}.csv", metrics)
+                if self.trainer.scalars:
+                    self.trainer.scalars.epoch(self.name, row)
+        if self.trainer.scalars:
+            self.trainer.scalars.close()
         return self.history
 
     def _restore(self, **modules) -> None:

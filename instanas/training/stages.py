@@ -286,13 +286,14 @@ class MobileNetV2Baseline(Retrain):
 
 
 def run_stage(stage: str, config: TrainConfig, out: Path, *, resume: bool = False, table=None,
-              show_progress: bool = True) -> list[dict]:
-    """Run one stage in ``out`` (under ``torchrun``, on every worker); return its per-epoch metrics."""
+              show_progress: bool = True, tensorboard: bool = True) -> list[dict]:
+    """Run one stage in ``out`` (under ``torchrun``, on every worker); return its per-epoch metrics (also as
+    TensorBoard scalars in ``out/tb/<stage>/`` with ``tensorboard``)."""
     if stage not in STAGES:
         raise CheckpointError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
     torch.manual_seed(config.seed)
     with workers_for(config.device) as workers:
-        trainer = Trainer(config, out, workers, show_progress=show_progress)
+        trainer = Trainer(config, out, workers, show_progress=show_progress, tensorboard=tensorboard)
         if stage == "search":
             runner = Search(trainer, resume, table)
         else:
