@@ -61,9 +61,9 @@ def _tensors(example_input) -> tuple[torch.Tensor, ...]:
 def onnx_bytes(module: nn.Module, example_input) -> bytes:
     """``module`` (in eval mode) exported to ONNX for ``example_input``, its tensors as the graph's inputs.
 
-    The TorchScript-based exporter: it exports a child in about 0.3 s, where torch.export's takes about 3 s, which
-    a correlate of thousands of children cannot afford. The graph is the same computation; its deprecation warning
-    says nothing about that and would break the one-line output.
+    The TorchScript-based exporter: it traced a child in 0.7 s where torch.export's took 2.7 s, and a profile exports
+    every entry three times. The graph is the same computation; its deprecation warning says nothing about that and
+    would break the one-line output.
     """
     buffer = io.BytesIO()
     tensors = _tensors(example_input)
