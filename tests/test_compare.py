@@ -246,6 +246,10 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
             assert np.isnan(row.spearman_latency_vs_clutter), row.point
     assert "| BlockDrop | policy p > 0.5 |" in (out / "buckets.md").read_text()
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+    trained = {path.stem.removeprefix("metrics-") for path in trained_run.glob("metrics-*.csv")}
+    assert {"blockdrop", "convnet-aig", "mobilenetv2-0.4x"} <= trained
+    assert trained <= {path.name for path in (trained_run / "tb").iterdir()}, \
+        "every stage compare trains writes its TensorBoard scalars beside train's"
 
     before = {path.name: path.stat().st_mtime_ns for path in out.glob("points-*.csv")}
     again = cli(*arguments)
