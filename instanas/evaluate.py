@@ -113,7 +113,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
         "module_share_by_cell": archs.mean(0).round(4).tolist(),
         "lut_ms": _spread(lut_ms),
         "controller_lut_ms": controller_ms,
-        "lut": {"path": report_path(table.path), "version": table.version, "mode": mode},
+        "lut": {"path": report_path(table.path), "version": table.version, "mode": mode, "backend": table.backend},
     }
     baseline_ms = None
     if measure:

@@ -149,7 +149,9 @@ class _Pieces:
 
     Tracing a whole child costs 0.5–2.5 s here (the exporter traces Python, module by module); a correlate of
     thousands of children from one meta-graph would spend hours on it. The stitched graph runs the same operators on
-    the same weights: ``instanas export`` checks it against PyTorch, and so do the tests.
+    the same weights: ``instanas export`` checks it against PyTorch, and so do the tests. A piece keeps the weights its
+    module had when it was first exported: what is timed does not depend on their values, and ``export`` builds a
+    fresh child.
     """
 
     def __init__(self):

@@ -143,6 +143,17 @@ def test_measure_pairs_in_the_backend_of_its_table(onnxruntime_table, cli):
     assert measured["backend"] == "onnxruntime" and measured["paired_ms"] > 0 and measured["threads"] == 1
 
 
+def test_evaluate_measures_in_the_backend_of_its_table(onnxruntime_table, trained_run, tmp_path, cli):
+    """A run trained with the eager table is evaluated with ONNX Runtime's, end to end: its most frequent child, the
+    controller and MobileNetV2 are exported and timed in the table's backend (`Stopwatch`), which the report names."""
+    result = cli("evaluate", "--run", str(trained_run), "--lut", str(onnxruntime_table), "--measure", "1",
+                 "--min-time", "0.02", "--out", str(tmp_path / "evaluation"))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "evaluation" / "report.json").read_text())
+    assert report["lut"]["backend"] == "onnxruntime"
+    assert report["measured_ms"]["architectures_measured"] == 1 and report["measured_ms"]["controller_ms"] > 0
+
+
 @pytest.mark.parametrize("backend, extra", [("onnxruntime", "onnx"), ("openvino", "openvino")])
 def test_a_missing_runtime_is_one_line_naming_the_extra(backend, extra, monkeypatch, tmp_path, cli):
     """With the runtime's package not importable (as where it is not installed), every command that needs it says
