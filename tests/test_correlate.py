@@ -363,8 +363,13 @@ def test_archs_and_n_together_are_refused(profiled, tmp_path, cli):
 
 def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
     """Ratios of children timed four to a reference block match those timed with a reference block beside each.
-    A shared machine can disturb one measurement by more than its spread, so the two harnesses get three tries to
-    agree on every child: a harness that is off (a bias larger than the tolerance) fails all three."""
+
+    The MobileNetV2-like child is the reference's own program, so a right harness reads it at 1 in either mode.
+    Beyond that the two harnesses differ by a few percent per child on a given machine (a child's neighbours differ:
+    ``docs/results/correlate-harness/`` measures how much), and a shared machine (CI's) has shown one child 10 % apart
+    in three tries running, so the test allows 15 %: what it catches is a harness that pairs a child with another
+    child's blocks or miscounts calls per block, which puts the ratios of these children (0.45, 0.8, 1, 4.2 of the
+    reference) a factor apart. It gets three tries against one disturbed measurement."""
     archs = np.stack([smallest_architecture(), mobilenetv2_architecture(), correlation_sample(1, 11)[0][0],
                       full_architecture()])
     indices = list(range(len(archs)))
@@ -373,8 +378,10 @@ def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
         return [timing.stats for timing in ChildTimer(32, harness, threads=1, merge="mean").run(archs, indices)]
 
     def disagreements(paired, grouped):
-        return [(old, new) for old, new in zip(paired, grouped)
-                if abs(new.ratio - old.ratio) > old.ratio_iqr + new.ratio_iqr + 0.03 * old.ratio]
+        apart = [(old, new) for old, new in zip(paired, grouped)
+                 if abs(new.ratio - old.ratio) > old.ratio_iqr + new.ratio_iqr + 0.15 * old.ratio]
+        not_one = [stats for stats in (paired[1], grouped[1]) if abs(stats.ratio - 1) > stats.ratio_iqr + 0.05]
+        return apart + not_one
 
     tries = []
     for _ in range(3):
