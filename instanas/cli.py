@@ -294,10 +294,7 @@ def export(
     if difference > tolerance * max(1.0, scale):
         raise InstaNASError(f"{out}: ONNX Runtime's output differs from PyTorch's by {difference:.2e} (largest output "
                             f"{scale:.2e}, tolerance {tolerance:g}); nothing written")
-    try:
-        atomic_write(out, graph)
-    except OSError as error:
-        raise InstaNASError(f"{out}: cannot be written ({error.strerror or error})") from None
+    atomic_write(out, graph)
     typer.echo(f"{out}: {format_architecture(selection)} @ {resolution} px, {len(graph) / 1e6:.1f} MB, opset "
                f"{ONNX_OPSET}; ONNX Runtime against PyTorch on a random input: max abs difference {difference:.2e} "
                f"(largest output {scale:.2e})")
@@ -990,6 +987,10 @@ def main(argv: list[str] | None = None) -> int:
         result = app(args=argv, standalone_mode=False)
     except InstaNASError as error:
         typer.echo(f"error: {error}", err=True)
+        return 2
+    except OSError as error:  # a file or folder that cannot be made, read or written: --out on a read-only disk, …
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"error: {where}{error.strerror or error}", err=True)
         return 2
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from instanas.atomic import atomic_write
 from instanas.space import parse_architecture
 
 SMALLEST = "00001-00001-00000-00001-00000-00000-00001-00000-00000-00000-00001-00000-00000-00001-00000-00000-00001"
@@ -76,6 +77,32 @@ def test_bad_input_is_one_line_and_exit_2(cli, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
+
+
+@pytest.mark.parametrize("command", ["correlate", "profile", "calibrate"])
+def test_an_output_folder_that_cannot_be_made_is_one_line_naming_it(command, profiled, tmp_path, cli):
+    """--out below a regular file (a folder that cannot exist, as on a read-only or full disk): one line naming the
+    path, exit 2, and nothing written, before any timing starts."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = blocker / "out"
+    options = {"correlate": ("-n", "3", "--wait-for-speed", "0", "--lut", str(profiled)), "profile": ("--rounds", "1"),
+               "calibrate": ("-n", "10", "--wait-for-speed", "0", "--lut", str(profiled))}[command]
+    result = cli(command, "-r", "32", *options, "--out", str(out))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out}"), result.stderr
+    assert blocker.read_text() == "" and list(tmp_path.iterdir()) == [blocker]
+
+
+def test_a_write_that_fails_names_the_file_and_leaves_no_temporary(tmp_path):
+    """atomic_write's error names the file asked for, not the temporary beside it, and the temporary is removed."""
+    target = tmp_path / "table.json"
+    target.mkdir()  # a folder where the file should go: the final rename fails
+    with pytest.raises(IsADirectoryError) as raised:
+        atomic_write(target, "{}")
+    assert raised.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == [target] and not any(target.iterdir())
 
 
 @pytest.mark.parametrize("command", ["space", "sample", "measure"])
