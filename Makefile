@@ -1,5 +1,5 @@
 # Every target installs what it needs into .venv first (Python 3.11, pip; torch comes from the local wheel cache), with
-# the ONNX Runtime and OpenVINO extras, so that the backends' tests run.
+# the ONNX Runtime and OpenVINO extras, so that the backends' tests run, and the MNIST digits of cluttered MNIST.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +17,7 @@ MAX_SLOWDOWN ?= 1.5
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,onnx,openvino]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev,onnx,openvino,mnist]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -688,6 +688,7 @@ def train(
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
     cell_merge: CellMerge = TrainConfig.cell_merge,
+    memory_format: Annotated[str, typer.Option("--memory-format", help="channels_last (default: faster on CPUs) or contiguous (PyTorch's default layout).")] = TrainConfig.memory_format,
     pretrain_epochs: PretrainEpochs = TrainConfig.pretrain_epochs,
     pretrain_lr: Annotated[float, typer.Option("--pretrain-lr", help="SGD learning rate of pre-training.")] = TrainConfig.pretrain_lr,
     pretrain_batch: Annotated[int, typer.Option("--pretrain-batch", min=1, help="Batch size of pre-training.")] = TrainConfig.pretrain_batch,
@@ -695,6 +696,7 @@ def train(
     weight_decay: Annotated[float, typer.Option("--weight-decay", help="SGD weight decay (meta-graph).")] = TrainConfig.weight_decay,
     final_drop_path: Annotated[float, typer.Option("--final-drop-path", help="(Mean) drop-path rate reached at the end of pre-training.")] = TrainConfig.final_drop_path,
     pretrain_schedule: Annotated[str, typer.Option("--pretrain-schedule", help="shrinking (default: per-image drop rates, cosine lr) or paper (one rate, step decay).")] = TrainConfig.pretrain_schedule,
+    pretrain_init: Annotated[str, typer.Option("--pretrain-init", help="scratch (default, the paper) or mobilenetv2: start from the run's trained MobileNetV2 stage (trained first).")] = TrainConfig.pretrain_init,
     search_epochs: SearchEpochs = TrainConfig.search_epochs,
     controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = TrainConfig.controller_lr,
     metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = TrainConfig.metagraph_lr,
@@ -718,11 +720,12 @@ def train(
     """Train InstaNAS: pre-train the meta-graph, search the controller, fine-tune its policy; and the MobileNetV2 baseline."""
     from instanas.training.stages import run_stage
 
-    stages = list(STAGES) if stage == "all" else [stage]
     if stage != "all" and stage not in STAGES:
         raise InstaNASError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)} or all)")
     values = locals()
     config = TrainConfig(**{field.name: values[field.name] for field in dataclasses.fields(TrainConfig)})
+    stages = [stage] if stage != "all" else sorted(STAGES, key=lambda name: (
+        name != "mobilenetv2" if pretrain_init == "mobilenetv2" else 0))  # the start of pre-training goes first
     out = out or Path("runs") / f"train-{dataset}"
     table = None
     if "search" in stages:

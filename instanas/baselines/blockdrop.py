@@ -19,7 +19,7 @@ from instanas.baselines.backbone import DROPPABLE_CELLS, backbone_selection
 from instanas.baselines.settings import BlockDropSettings
 from instanas.controller import PolicyNetwork
 from instanas.training.checkpoints import load_checkpoint
-from instanas.training.loop import EpochTotals, Stage, Trainer, self_critical_loss
+from instanas.training.loop import Stage, Trainer, self_critical_loss
 
 BACKBONE_STAGE = "mobilenetv2"
 
@@ -39,7 +39,7 @@ class BlockDropStage(Stage):
         super().__init__(trainer, resume)
         self.table = table
         self.backbone = trainer.new_metagraph() if self.resumed else load_backbone(trainer)
-        self.policy = PolicyNetwork(trainer.resolution, len(DROPPABLE_CELLS)).to(self.workers.device)
+        self.policy = trainer.place(PolicyNetwork(trainer.resolution, len(DROPPABLE_CELLS)))
         self.backbone_model, self.policy_model = self.workers.wrap(self.backbone), self.workers.wrap(self.policy)
         self.curriculum_optimizer = torch.optim.Adam(self.policy.parameters(), lr=settings.lr)
         self.joint_optimizer = torch.optim.Adam([*self.policy.parameters(), *self.backbone.parameters()],
@@ -81,7 +81,7 @@ class BlockDropStage(Stage):
         penalty = own.joint_penalty if joint else own.penalty
         entropy_weight = 0.0 if joint else own.entropy_weight
 
-        def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
+        def step(images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
             self.policy_model.train()
             self.backbone_model.train(joint)
             priced: list[tuple] = []
@@ -101,7 +101,7 @@ class BlockDropStage(Stage):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            totals.add(loss.detach(), correct)
+            return loss.detach(), correct
 
         loader = self.trainer.loader(self.trainer.train_set, own.batch, train=True)
         label = "blockdrop: joint" if joint else f"blockdrop: last {int(decided.sum())} cells"

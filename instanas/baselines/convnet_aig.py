@@ -18,7 +18,7 @@ from instanas.baselines.blockdrop import load_backbone
 from instanas.baselines.settings import ConvNetAIGSettings
 from instanas.metagraph import MetaGraph
 from instanas.space import NUM_MODULES
-from instanas.training.loop import EpochTotals, Stage, Trainer
+from instanas.training.loop import Stage, Trainer
 
 GATE_HIDDEN = 16
 
@@ -82,7 +82,7 @@ class ConvNetAIGStage(Stage):
         self.own = own = settings
         super().__init__(trainer, resume)
         backbone = trainer.new_metagraph() if self.resumed else load_backbone(trainer)
-        self.network = GatedMobileNetV2(backbone).to(self.workers.device)
+        self.network = trainer.place(GatedMobileNetV2(backbone))
         self.model = self.workers.wrap(self.network)
         self.optimizer = torch.optim.SGD(self.network.parameters(), lr=own.lr, momentum=own.momentum,
                                          weight_decay=own.weight_decay)
@@ -106,7 +106,7 @@ class ConvNetAIGStage(Stage):
         own = self.own
         open_rates: list[Tensor] = []
 
-        def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
+        def step(images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
             self.model.train()
             logits, opened = self.model(images, with_gates=True)
             rates = opened.mean(0)
@@ -115,7 +115,7 @@ class ConvNetAIGStage(Stage):
             loss.backward()
             self.optimizer.step()
             open_rates.append(rates.detach().mean())
-            totals.add(loss.detach(), logits.argmax(1) == labels)
+            return loss.detach(), logits.argmax(1) == labels
 
         loader = self.trainer.loader(self.trainer.train_set, own.batch, train=True)
         row = self.trainer.epoch(loader, epoch, "convnet-aig", step, "train")

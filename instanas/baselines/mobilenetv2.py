@@ -68,4 +68,4 @@ class WidthBaseline(Retrain):
 
     def build(self) -> nn.Module:
         trainer = self.trainer
-        return ScaledMobileNetV2(trainer.resolution, self.width, trainer.info.num_classes).to(trainer.device)
+        return trainer.place(ScaledMobileNetV2(trainer.resolution, self.width, trainer.info.num_classes))

@@ -12,14 +12,21 @@ from instanas.space import check_merge
 
 STAGES = ("pretrain", "search", "finetune", "mobilenetv2")
 PRETRAIN_SCHEDULES = ("shrinking", "paper")
+PRETRAIN_INITS = ("scratch", "mobilenetv2")  # where pre-training starts: see Pretrain
 REQUIRES = {"search": "pretrain", "finetune": "search"}
 REWARDS = ("graded", "paper")  # the latency reward: see instanas.reward
+MEMORY_FORMATS = ("channels_last", "contiguous")  # how activations are laid out in training: see Trainer
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    """``value`` if it is one of ``choices``; otherwise a one-line error naming ``what`` and the choices."""
+    if value not in choices:
+        raise ConfigError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
+    return value
 
 
 def check_reward(kind: str) -> str:
-    if kind not in REWARDS:
-        raise ConfigError(f"unknown reward {kind!r} (choose from {', '.join(REWARDS)})")
-    return kind
+    return check_choice(kind, REWARDS, "reward")
 
 
 @dataclass
@@ -35,6 +42,7 @@ class TrainConfig:
     limit_val: int | None = None
     holdout: float = 0.1  # share of the training split no stage trains on: the one-shot baseline chooses on it
     cell_merge: str = "mean"  # how a cell merges its modules: "mean", or "sum" (the paper's); see instanas.metagraph
+    memory_format: str = "channels_last"  # "contiguous": PyTorch's default layout, the plain path (slower on CPUs)
     # stage 1: one-shot pre-training with drop-path
     pretrain_epochs: int = 164
     pretrain_lr: float = 0.1
@@ -43,6 +51,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     final_drop_path: float = 0.5
     pretrain_schedule: str = "shrinking"  # "paper": one drop rate for all, step decay; see Pretrain
+    pretrain_init: str = "scratch"  # "mobilenetv2": from the run's trained MobileNetV2 stage; see Pretrain
     # stage 2: joint search
     search_epochs: int = 100
     controller_lr: float = 1e-3
@@ -77,9 +86,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_merge(self.cell_merge)
         check_reward(self.reward)
-        if self.pretrain_schedule not in PRETRAIN_SCHEDULES:
-            raise ConfigError(f"unknown pre-training schedule {self.pretrain_schedule!r} "
-                              f"(choose from {', '.join(PRETRAIN_SCHEDULES)})")
+        check_choice(self.pretrain_schedule, PRETRAIN_SCHEDULES, "pre-training schedule")
+        check_choice(self.pretrain_init, PRETRAIN_INITS, "pre-training start")
+        check_choice(self.memory_format, MEMORY_FORMATS, "memory format")
         if not 0 <= self.holdout < 1:
             raise ConfigError(f"held-out share {self.holdout} must lie in [0, 1)")
         if not 0 <= self.final_drop_path < 1:

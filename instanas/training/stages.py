@@ -17,7 +17,7 @@ from instanas.reward import LatencyBounds, LatencyReward, instance_reward, lut_l
 from instanas.space import mobilenetv2_architecture, sample_architectures, with_default_modules
 from instanas.training.checkpoints import load_checkpoint, save_checkpoint, snapshot_path
 from instanas.training.config import STAGES, TrainConfig
-from instanas.training.loop import EpochTotals, Stage, Trainer, self_critical_loss, supervised_step
+from instanas.training.loop import Stage, Trainer, self_critical_loss, supervised_step
 from instanas.training.runtime import workers_for
 
 
@@ -41,16 +41,26 @@ class Pretrain(Stage):
     * ``shrinking`` (default): the same mean rate, spread over the images — each draws its own keep probability
       uniformly from [1 − 2r, 1] (at least 0.05), so sparse children, the ones a latency-aware search ends on, are
       trained too; SGD with cosine annealing, so the meta-graph still learns while it shrinks.
+
+    ``pretrain_init``: from scratch (the paper), or from the run's trained ``mobilenetv2`` stage — a meta-graph
+    whose stem, head and ``mb3e6`` modules are trained — so the other modules learn beside a backbone that already
+    classifies.
     """
 
     name = "pretrain"
     setting_keys = ("pretrain_epochs", "pretrain_lr", "pretrain_batch", "momentum", "weight_decay", "final_drop_path",
-                    "pretrain_schedule")
+                    "pretrain_schedule", "pretrain_init")
 
     def __init__(self, trainer: Trainer, resume: bool):
         super().__init__(trainer, resume)
         config = self.config
         self.metagraph = trainer.new_metagraph()
+        if not self.resumed and config.pretrain_init == "mobilenetv2":
+            start = trainer.out / "mobilenetv2.pt"
+            if not start.exists():
+                raise CheckpointError(f"{trainer.out}: --pretrain-init mobilenetv2 needs stage mobilenetv2 first "
+                                      "(no mobilenetv2.pt)")
+            self.metagraph.load_state_dict(load_checkpoint(start)["metagraph"])
         self.model = self.workers.wrap(self.metagraph)
         self.optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.pretrain_lr, momentum=config.momentum,
                                          weight_decay=config.weight_decay, nesterov=True)
@@ -79,16 +89,18 @@ class Pretrain(Stage):
         archs = sample_architectures(count, keep=keep, seed=int(rng.integers(2**32)))
         return torch.as_tensor(archs, device=device)
 
+    def step(self, images: Tensor, labels: Tensor, rate: float) -> tuple[Tensor, Tensor]:
+        """One SGD step, each image on its own random child at drop rate ``rate``; the loss and which were right."""
+        selection = self.children(len(images), rate, self.rng, images.device,
+                                  spread=self.config.pretrain_schedule == "shrinking")
+        return supervised_step(self.model, self.optimizer, images, labels, selection)
+
     def train_epoch(self, epoch: int) -> dict:
         rate = drop_path_rate(epoch, self.epochs, self.config.final_drop_path)
         spread = self.config.pretrain_schedule == "shrinking"
-
-        def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
-            selection = self.children(len(images), rate, self.rng, images.device, spread)
-            totals.add(*supervised_step(self.model, self.optimizer, images, labels, selection))
-
         loader = self.trainer.loader(self.trainer.train_set, self.config.pretrain_batch, train=True)
-        row = self.trainer.epoch(loader, epoch, "pretrain", step, "train")
+        row = self.trainer.epoch(loader, epoch, "pretrain",
+                                 lambda images, labels: self.step(images, labels, rate), "train")
         self.schedule.step()
         validation_rng = np.random.default_rng([self.config.seed, self.workers.rank])
         sampled = lambda images: self.children(len(images), rate, validation_rng, images.device, spread)  # noqa: E731
@@ -160,34 +172,41 @@ class Search(Stage):
 
         return reward
 
+    def controller_step(self, images: Tensor, labels: Tensor, epoch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """One policy-gradient step of the controller (meta-graph fixed): the loss, and which drawn children were
+        right and their LUT latency."""
+        config = self.config
+        self.metagraph.eval()
+        self.controller_model.train()
+        probabilities = self.controller_model(images)
+        reward = self._reward(images, labels, probabilities, epoch)
+        loss, (_, correct, latency) = self_critical_loss(probabilities, reward, config.alpha, config.entropy_weight)
+        self.controller_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.controller_optimizer.step()
+        return loss.detach(), correct, latency
+
+    def metagraph_step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One SGD step of the meta-graph (controller fixed) on the controller's drawn policies, shuffled in the
+        batch: the loss, which images were right and their children's LUT latency."""
+        self.controller.eval()
+        with torch.no_grad():
+            explore = encouraged(self.controller(images), self.config.alpha)
+            actions = torch.bernoulli(explore)
+            actions = actions[torch.randperm(len(actions), device=actions.device)]  # policy random shuffling
+        loss, correct = supervised_step(self.metagraph_model, self.metagraph_optimizer, images, labels, actions)
+        return loss, correct, lut_latency(self.table, with_default_modules(actions), self.mode)
+
     def train_epoch(self, epoch: int) -> dict:
         config = self.config
-
-        def controller_step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
-            self.metagraph.eval()
-            self.controller_model.train()
-            probabilities = self.controller_model(images)
-            reward = self._reward(images, labels, probabilities, epoch)
-            loss, (_, correct, latency) = self_critical_loss(probabilities, reward, config.alpha, config.entropy_weight)
-            self.controller_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.controller_optimizer.step()
-            totals.add(loss.detach(), correct, latency)
-
-        def metagraph_step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
-            self.controller.eval()
-            with torch.no_grad():
-                explore = encouraged(self.controller(images), config.alpha)
-                actions = torch.bernoulli(explore)
-                actions = actions[torch.randperm(len(actions), device=actions.device)]  # policy random shuffling
-            loss, correct = supervised_step(self.metagraph_model, self.metagraph_optimizer, images, labels, actions)
-            totals.add(loss, correct, lut_latency(self.table, with_default_modules(actions), self.mode))
-
         trainer = self.trainer
         loader = trainer.loader(trainer.train_set, config.search_batch, train=True)
         row = {"upper_ms": self.latency_reward.bounds.upper(epoch), "lower_ms": self.latency_reward.bounds.lower}
-        row |= trainer.epoch(loader, epoch, "search: controller", controller_step, "controller")
-        row |= trainer.epoch(loader, epoch, "search: meta-graph", metagraph_step, "metagraph")
+        row |= trainer.epoch(loader, epoch, "search: controller",
+                             lambda images, labels: self.controller_step(images, labels, epoch),
+                             "controller")
+        row |= trainer.epoch(loader, epoch, "search: meta-graph",
+                             self.metagraph_step, "metagraph")
         self.controller.eval()
         row |= trainer.evaluate(self.metagraph, lambda images: deterministic_policy(self.controller(images)),
                                 self.table, self.mode, recalibrate=True)
@@ -231,14 +250,15 @@ class Retrain(Stage):
         return {self.state_key: self.network.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "schedule": self.schedule.state_dict()}
 
-    def train_epoch(self, epoch: int) -> dict:
-        def step(images: Tensor, labels: Tensor, totals: EpochTotals) -> None:
-            with torch.no_grad():
-                selection = self.choose(images)
-            totals.add(*supervised_step(self.model, self.optimizer, images, labels, selection))
+    def step(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """One Adam step on the architectures ``choose`` gives: the loss and which images were right."""
+        with torch.no_grad():
+            selection = self.choose(images)
+        return supervised_step(self.model, self.optimizer, images, labels, selection)
 
+    def train_epoch(self, epoch: int) -> dict:
         loader = self.trainer.loader(self.trainer.train_set, self.config.finetune_batch, train=True)
-        row = self.trainer.epoch(loader, epoch, self.name, step, "train")
+        row = self.trainer.epoch(loader, epoch, self.name, self.step, "train")
         self.schedule.step()
         return row | {"lr": self.schedule.get_last_lr()[0]} | self.trainer.evaluate(self.network, self.choose)
 

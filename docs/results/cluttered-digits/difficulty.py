@@ -96,10 +96,9 @@ def main() -> None:
     parser.add_argument("--digit-side", type=int, nargs=2)
     parser.add_argument("--max-fragments", type=int)
     arguments = parser.parse_args()
-    resolution = 64 if arguments.dataset.endswith("-64") else 32
     changes = {key: value for key, value in (("digit_side", tuple(arguments.digit_side or ())),
                                             ("max_fragments", arguments.max_fragments)) if value}
-    cluttered.PROTOCOLS[resolution] = replace(cluttered.PROTOCOLS[resolution], **changes)
+    cluttered.PROTOCOLS[arguments.dataset] = replace(cluttered.PROTOCOLS[arguments.dataset], **changes)
     if arguments.table:
         missing = [str(run) for run in arguments.runs if not (run / "difficulty.json").is_file()]
         if missing:

@@ -17,19 +17,27 @@
 #         OUT=docs/results/cluttered-digits LUT=…/res32-vN.json
 #
 # TRAIN_FLAGS adds options to every `instanas train` (e.g. TRAIN_FLAGS="--limit-train 1437"); run.json keeps them,
-# so compare uses the same images.
+# so compare uses the same images. PRETRAIN_EPOCHS, SEARCH_EPOCHS, FINETUNE_EPOCHS and BASELINES set the budget.
+# Every target's wall time is appended to $(RUN)/wall-times.txt (and copied to OUT with the table), every epoch's to
+# its metrics file (epoch_s).
 DATASET ?= digits
 TRAIN_FLAGS ?=
+PRETRAIN_EPOCHS ?= 12
+SEARCH_EPOCHS ?= 8
+FINETUNE_EPOCHS ?= 12
+PRETRAIN_NEEDS ?=
 RES ?= 32
 LUT ?= docs/results/compare-digits/lut-res32.json
 RUN ?= runs/train-digits-holdout
 OUT ?= docs/results/compare-digits
 DONE := $(RUN)/.done
-TRAIN := OMP_NUM_THREADS=1 instanas train --dataset $(DATASET) --workers 0 --pretrain-epochs 12 --search-epochs 8 \
-	--finetune-epochs 12 --lut $(LUT) --out $(RUN) --resume $(TRAIN_FLAGS)
-BASELINES := --blockdrop-curriculum-epochs 10 --blockdrop-joint-epochs 12 --aig-epochs 12 --oneshot-samples 150 \
+TIMED = /usr/bin/time -a -o $(RUN)/wall-times.txt -f "$(notdir $@) %e s"
+TRAIN = $(TIMED) env OMP_NUM_THREADS=1 instanas train --dataset $(DATASET) --workers 0 \
+	--pretrain-epochs $(PRETRAIN_EPOCHS) --search-epochs $(SEARCH_EPOCHS) --finetune-epochs $(FINETUNE_EPOCHS) \
+	--lut $(LUT) --out $(RUN) --resume $(TRAIN_FLAGS)
+BASELINES ?= --blockdrop-curriculum-epochs 10 --blockdrop-joint-epochs 12 --aig-epochs 12 --oneshot-samples 150 \
 	--retrain-snapshots 0,4,7 --oneshot-retrain-points 3
-TRAINING := OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) --retrain \
+TRAINING = $(TIMED) env OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) --retrain \
 	--measure 0 --out $(RUN)/compare --method
 
 # make -j2 starts the first buildable target of this list whenever a slot frees: the longest chain (pre-training, then
@@ -37,9 +45,11 @@ TRAINING := OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LU
 all: $(DONE)/pretrain $(DONE)/mobilenetv2 $(DONE)/oneshot $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig \
 	$(DONE)/search $(DONE)/instanas
 	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) DATASET=$(DATASET) RES=$(RES) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) \
-		TRAIN_FLAGS="$(TRAIN_FLAGS)" $(DONE)/compare
+		TRAIN_FLAGS="$(TRAIN_FLAGS)" PRETRAIN_EPOCHS=$(PRETRAIN_EPOCHS) SEARCH_EPOCHS=$(SEARCH_EPOCHS) \
+		FINETUNE_EPOCHS=$(FINETUNE_EPOCHS) BASELINES="$(BASELINES)" PRETRAIN_NEEDS=$(PRETRAIN_NEEDS) $(DONE)/compare
 
-$(DONE)/pretrain:
+# with TRAIN_FLAGS="--pretrain-init mobilenetv2 …", also PRETRAIN_NEEDS=mobilenetv2: pre-training starts from it
+$(DONE)/pretrain: $(addprefix $(DONE)/,$(PRETRAIN_NEEDS))
 	mkdir -p $(DONE)
 	$(TRAIN) --stage pretrain
 	touch $@
@@ -61,8 +71,9 @@ $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig: $(DONE)/mobilenetv2
 	$(TRAINING) $(subst widths,mobilenetv2,$(notdir $@))
 	touch $@
 $(DONE)/compare: $(DONE)/oneshot $(DONE)/instanas $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig
-	/usr/bin/time -f "compare %e s" instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) \
+	$(TIMED) instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) \
 		--retrain --measure 5 --out $(RUN)/compare
+	mkdir -p $(OUT)
 	cp $(RUN)/compare/table.* $(RUN)/compare/frontier.png $(RUN)/compare/oneshot.csv $(RUN)/metrics-*.csv \
-		$(wildcard $(RUN)/compare/buckets.*) $(OUT)/
+		$(RUN)/wall-times.txt $(wildcard $(RUN)/compare/buckets.*) $(OUT)/
 	touch $@
