@@ -7,8 +7,9 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``.
+def atomic_write(path: str | os.PathLike, data: str | bytes, replace: bool = True) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``; with
+    ``replace=False``, link it to ``path`` instead, which raises FileExistsError rather than replace a file.
 
     An OSError names ``path`` (or the folder that cannot be made), never the temporary file the user did not ask for.
     """
@@ -22,10 +23,16 @@ def atomic_write(path: str | os.PathLike, data: str | bytes) -> Path:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+            Path(temporary).unlink()
     except BaseException as error:
         if temporary:
             Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, FileExistsError):
+            raise
         if isinstance(error, OSError):
             raise OSError(error.errno, error.strerror, str(path)) from error
         raise

@@ -379,16 +379,19 @@ def profile(
         run = ProfileRun(res, store=store, threads=threads, min_run_time=min_time, rounds=rounds, seed=seed,
                          merge=cell_merge, resume=resume, gate=gate, speed_of=speed_of, backend=backend)
         started = time.perf_counter()
-        with _interruptible(f"finished measurements kept in {run.journal.path}; rerun with --resume",
-                            before=run.close), progress_bar() as progress:
-            label = f"profile {res} px" + (f" ({backend})" if backend != "eager" else "")
-            bar = progress.add_task(label, total=run.total, completed=run.done, status="")
-            if gate:
-                gate.on_wait = _show_waiting(progress, bar, f"{speed_of.name}'s", gate.anchor_ms, wait_for_speed)
-            for measurement in run.measure():
-                status = f"round {measurement.round + 1}/{rounds} {measurement.task.key}"
-                progress.update(bar, advance=1, status=status)
-        table = run.save()
+        try:
+            with _interruptible(f"finished measurements kept in {run.journal.path}; rerun with --resume",
+                                before=run.close), progress_bar() as progress:
+                label = f"profile {res} px" + (f" ({backend})" if backend != "eager" else "")
+                bar = progress.add_task(label, total=run.total, completed=run.done, status="")
+                if gate:
+                    gate.on_wait = _show_waiting(progress, bar, f"{speed_of.name}'s", gate.anchor_ms, wait_for_speed)
+                for measurement in run.measure():
+                    status = f"round {measurement.round + 1}/{rounds} {measurement.task.key}"
+                    progress.update(bar, advance=1, status=status)
+            table = run.save()
+        finally:
+            run.close()  # the journal's lock, whatever happened (after save: nothing left to close)
         typer.echo(
             f"{table.path}: {len(table.entries)} entries at {res} px in {time.perf_counter() - started:.0f} s; "
             f"estimate full {table.estimate(full_architecture()):.2f} ms, "
@@ -673,8 +676,9 @@ FinetuneEpochs = _epochs("finetune")
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, tinyimagenet, imagenet, digits, cluttered-digits or cluttered-digits-64.")] = TrainConfig.dataset,
+    dataset: Annotated[str, typer.Option("--dataset", help="cifar10, cifar100, tinyimagenet, imagenet, digits, cluttered-digits(-64), cluttered-mnist(-64), or imagefolder (your own train/<class>/ and val/<class>/ images).")] = TrainConfig.dataset,
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder (not needed for the digits data sets).")] = TrainConfig.data_dir,
+    resolution: Annotated[int | None, typer.Option("--resolution", "-r", help="imagefolder's resolution: 32, 64 or 224 (the named data sets have their own).")] = TrainConfig.resolution,
     stage: Annotated[str, typer.Option("--stage", help="pretrain, search, finetune, mobilenetv2 or all.")] = "all",
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/train-<dataset>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a stage from its last finished epoch.")] = False,
@@ -732,7 +736,7 @@ def train(
         from instanas.data import dataset_info
         from lut.store import default_store, resolve_table
 
-        table = resolve_table(dataset_info(dataset).resolution, path=lut, store=default_store(), threads=None,
+        table = resolve_table(dataset_info(dataset, resolution, data_dir).resolution, path=lut, store=default_store(), threads=None,
                               allow_foreign=allow_foreign_lut, merge=cell_merge, backend=None)
     for name in stages:
         with _interruptible(f"finished epochs are kept in {out}; continue with --stage {name} --resume"):

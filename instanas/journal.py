@@ -1,7 +1,8 @@
 """Append-only CSV of finished work, so a long job killed at any point resumes without losing or repeating rows.
 
 Each row is flushed and fsynced as it is written; a row cut off by a kill is dropped on resume. The settings of the
-job live in a JSON file beside it, and a resumed job must have the same settings.
+job live in a JSON file beside it, and a resumed job must have the same settings. One process at a time writes a
+journal: it holds ``<journal>.lock`` from opening to :meth:`CsvJournal.close` (:mod:`instanas.lock`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ import pandas as pd
 
 from instanas.atomic import atomic_write
 from instanas.errors import InstaNASError
+from instanas.lock import FileLock
 
 
 class CsvJournal:
     def __init__(self, path: Path, columns: list[str], settings: dict, settings_path: Path, resume: bool):
         self.path, self.columns, self.settings_path = Path(path), list(columns), Path(settings_path)
+        self._lock = FileLock(self.path.with_name(self.path.name + ".lock"), str(self.path)).acquire()
+        try:
+            self._open(settings, resume)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _open(self, settings: dict, resume: bool) -> None:
         header = ",".join(self.columns) + "\n"
         if resume and self.path.exists():
             saved = self._saved_settings()
@@ -61,3 +71,4 @@ class CsvJournal:
         if remove:
             self.path.unlink(missing_ok=True)
             self.settings_path.unlink(missing_ok=True)
+        self._lock.release()

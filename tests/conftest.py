@@ -85,6 +85,7 @@ def killed_profile(tmp_path_factory, cli) -> KilledProfile:
     kept = pd.read_csv(journal).dropna(subset=["calls_per_run"])  # a row cut off by the kill is incomplete
     resumed = cli(*command, "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    assert "taking over the lock of pid" in resumed.stderr, "the killed profile's lock file is taken over, with a word"
     (path,) = store.glob("*/res32-v1.json")
     return KilledProfile(path, kept)
 

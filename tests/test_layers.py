@@ -11,9 +11,10 @@ ROOT = Path(__file__).parents[1]
 PACKAGES = ("instanas", "profiler", "lut")
 # bottom to top; a module belongs to the first layer with a prefix of its name
 LAYERS = (
-    ("space and networks", ("instanas.errors", "instanas.atomic", "instanas.journal", "instanas.progress",
-                            "instanas.plots", "instanas.space", "instanas.modules", "instanas.metagraph",
-                            "instanas.controller", "instanas.batchnorm", "instanas.cluttered", "instanas.data")),
+    ("space and networks", ("instanas.errors", "instanas.atomic", "instanas.lock", "instanas.journal",
+                            "instanas.progress", "instanas.plots", "instanas.space", "instanas.modules",
+                            "instanas.metagraph", "instanas.controller", "instanas.batchnorm", "instanas.cluttered",
+                            "instanas.data")),
     ("profiler", ("profiler",)),
     ("lut", ("lut",)),
     ("training, baselines, comparison, CLI", ("instanas",)),

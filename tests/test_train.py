@@ -311,3 +311,59 @@ def test_an_unknown_dataset_or_a_run_folder_of_another_one_is_one_line(trained_r
     assert unknown.returncode == 2 and "unknown dataset 'mnist-cluttered'" in unknown.stderr
     other = cli("train", *TINY, "--dataset", "digits", "--stage", "pretrain", "--resume", "--out", str(trained_run))
     assert other.returncode == 2 and "trained with other data" in other.stderr and other.stderr.count("\n") == 1
+
+
+def _image_folder(root: Path, classes: int = 3, per_class: dict | None = None) -> Path:
+    """A user's image folder: PNGs of several sizes, each class its own colour, train/ and val/."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in (per_class or {"train": 6, "val": 3}).items():
+        for label in range(classes):
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True)
+            for index in range(count):
+                size = (int(rng.integers(20, 90)), int(rng.integers(20, 90)))
+                pixels = rng.integers(0, 60, (*size[::-1], 3)) + 60 * label
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{index}.png")
+    return root
+
+
+def test_every_stage_trains_and_evaluates_on_your_own_images(profiled, tmp_path, cli):
+    """--dataset imagefolder at 32 px: images of any size, three classes; all stages, then evaluate."""
+    data, run = _image_folder(tmp_path / "images"), tmp_path / "run"
+    trained = cli("train", "--dataset", "imagefolder", "--resolution", "32", "--data-dir", str(data), "--workers", "0",
+                  "--pretrain-batch", "4", "--search-batch", "4", "--finetune-batch", "4", "--pretrain-epochs", "1",
+                  "--search-epochs", "1", "--finetune-epochs", "1", "--upper-end", "0.9", "--lut", str(profiled),
+                  "--out", str(run))
+    assert trained.returncode == 0, trained.stderr
+    saved = read_run(run)
+    assert (saved["dataset"], saved["resolution"]) == ("imagefolder", 32)
+    for stage in ("pretrain", "search", "finetune", "mobilenetv2"):
+        metrics = pd.read_csv(run / f"metrics-{stage}.csv")
+        assert metrics["val_images"].eq(9).all() and np.isfinite(metrics.filter(like="_loss")).all().all(), stage
+    assert load_checkpoint(run / "finetune.pt")["metagraph"]["head.3.weight"].shape == (3, 1280), "three classes"
+    evaluated = cli("evaluate", "--run", str(run), "--lut", str(profiled), "--measure", "0")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((run / "evaluation" / "report.json").read_text())["images"] == 9
+
+
+def test_a_bad_image_folder_is_one_line_naming_the_path(tmp_path, cli):
+    def refused(data: Path, *extra: str) -> str:
+        result = cli("train", "--dataset", "imagefolder", "--data-dir", str(data), *extra, "--stage", "mobilenetv2",
+                     "--workers", "0", "--out", str(tmp_path / "run"))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        return result.stderr
+
+    good = _image_folder(tmp_path / "good", per_class={"train": 2, "val": 1})
+    assert "needs --resolution 32, 64 or 224" in refused(good)
+    assert "needs --resolution 32, 64 or 224" in refused(good, "--resolution", "48")
+    no_val = _image_folder(tmp_path / "no-val", per_class={"train": 2})
+    assert f"{no_val / 'val'}: no such folder" in refused(no_val, "-r", "32")
+    empty = _image_folder(tmp_path / "empty", per_class={"train": 2, "val": 1})
+    (empty / "train" / "class3").mkdir()
+    assert str(empty / "train") in refused(empty, "-r", "64")
+    broken = _image_folder(tmp_path / "broken", per_class={"train": 2, "val": 1})
+    (broken / "train" / "class1" / "1.png").write_bytes(b"not a png")
+    assert f"{broken / 'train' / 'class1' / '1.png'}: not a readable image" in refused(broken, "-r", "32")
+    assert "cifar10 is a 32 px data set" in cli("train", "--dataset", "cifar10", "-r", "64", "--out", "x").stderr

@@ -35,6 +35,7 @@ class TrainConfig:
 
     dataset: str = "cifar10"
     data_dir: str | None = None
+    resolution: int | None = None  # imagefolder's (32, 64 or 224); the named data sets have their own
     device: str = "cpu"
     workers: int = 2
     seed: int = 0

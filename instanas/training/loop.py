@@ -21,6 +21,7 @@ from instanas.batchnorm import recalibrated
 from instanas.controller import Controller, encouraged
 from instanas.data import dataset_info, hold_out, load_dataset, subset
 from instanas.errors import CheckpointError
+from instanas.lock import FileLock
 from instanas.metagraph import MetaGraph
 from instanas.progress import progress_bar
 from instanas.reward import lut_latency
@@ -68,13 +69,14 @@ class Trainer:
                  tensorboard: bool = True):
         self.config, self.out, self.workers = config, Path(out), workers
         self.scalars = ScalarLog(self.out / "tb") if tensorboard and workers.main else None
-        self.info = dataset_info(config.dataset)
+        self.info = dataset_info(config.dataset, config.resolution, config.data_dir)
         self.resolution = self.info.resolution
-        training = [subset(load_dataset(config.dataset, config.data_dir, train=True, augment=augment),
-                           config.limit_train, config.seed)
+        training = [subset(load_dataset(config.dataset, config.data_dir, train=True, augment=augment,
+                                        resolution=config.resolution), config.limit_train, config.seed)
                     for augment in ((True, False) if config.holdout else (True,))]
         self.train_set, self.holdout_set = hold_out(training[0], training[-1], config.holdout, config.seed)
-        self.val_set = subset(load_dataset(config.dataset, config.data_dir, train=False), config.limit_val, config.seed)
+        self.val_set = subset(load_dataset(config.dataset, config.data_dir, train=False, resolution=config.resolution),
+                              config.limit_val, config.seed)
         self.show_progress = show_progress and workers.main
         self.device = workers.device
         self.memory_format = {"channels_last": torch.channels_last,
@@ -246,6 +248,13 @@ class Stage:
         raise NotImplementedError
 
     def run(self) -> list[dict]:
+        """Train the epochs left, holding ``<stage>.lock`` in the run folder (main worker): one writer per stage."""
+        if not self.workers.main:
+            return self._run()
+        with FileLock(self.checkpoint_path.with_suffix(".lock"), f"stage {self.name} of {self.trainer.out}"):
+            return self._run()
+
+    def _run(self) -> list[dict]:
         for epoch in range(self.start_epoch, self.epochs):
             start = time.perf_counter()
             row = {"stage": self.name, "epoch": epoch} | self.train_epoch(epoch)
