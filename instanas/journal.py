@@ -66,6 +66,12 @@ class CsvJournal:
         self._file.flush()
         os.fsync(self._file.fileno())
 
+    def __enter__(self) -> CsvJournal:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
     def close(self, remove: bool = False) -> None:
         self._file.close()
         if remove:

@@ -59,15 +59,20 @@ def profile_journal(store: Path, fingerprint: str, resolution: int, settings: di
 
 
 def _write_new_version(meta: dict, entries: pd.DataFrame, store: Path) -> LatencyTable:
-    """Write a table as the next version of its machine and resolution; never over an existing one."""
+    """Write a table as the next version of its machine and resolution; never over an existing one: a version is
+    created exclusively, and one that another process created meanwhile makes this the version after it."""
     fingerprint, resolution = meta["fingerprint"]["id"], meta["resolution"]
     existing = table_versions(store, fingerprint, resolution)
     version = existing[-1][0] + 1 if existing else 1
-    meta = meta | {"version": version, "created": datetime.now(UTC).isoformat(timespec="seconds")}
-    path = Path(store) / fingerprint / f"res{resolution}-v{version}.json"
-    table = LatencyTable(meta, entries, path)
-    atomic_write(path, json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n")
-    return table
+    while True:
+        versioned = meta | {"version": version, "created": datetime.now(UTC).isoformat(timespec="seconds")}
+        path = Path(store) / fingerprint / f"res{resolution}-v{version}.json"
+        table = LatencyTable(versioned, entries, path)
+        try:
+            atomic_write(path, json.dumps(table.to_dict(), indent=1, allow_nan=False) + "\n", replace=False)
+            return table
+        except FileExistsError:
+            version += 1
 
 
 def save_table(

@@ -51,10 +51,10 @@ def score_architectures(metagraph: MetaGraph, bn_images: list[Tensor], batches: 
     settings = {"samples": samples, "seed": seed, "lut": table.content_hash, "mode": table.default_mode,
                 "bn_images": sum(len(images) for images in bn_images),
                 "scored_images": sum(len(labels) for _, labels in batches)}
-    journal = CsvJournal(journal_path, COLUMNS, settings, journal_path.with_suffix(".settings.json"), resume)
-    done = set(journal.frame()["index"])
     metagraph.eval()
-    with progress_bar(disable=not show_progress) as progress:
+    with (CsvJournal(journal_path, COLUMNS, settings, journal_path.with_suffix(".settings.json"), resume) as journal,
+          progress_bar(disable=not show_progress) as progress):
+        done = set(journal.frame()["index"])
         task = progress.add_task("one-shot: scoring children", total=samples, completed=len(done), status="")
         for index in (i for i in range(samples) if i not in done):
             began = time.perf_counter()
@@ -69,8 +69,7 @@ def score_architectures(metagraph: MetaGraph, bn_images: list[Tensor], batches: 
                             "wall_s": round(time.perf_counter() - began, 4)})
             progress.update(task, advance=1, status=f"last {100 * recalibrated_accuracy:.1f} % "
                                                     f"(shared statistics {100 * shared:.1f} %)")
-    frame = journal.frame()
-    journal.close()
+        frame = journal.frame()
     return frame.sort_values("index").reset_index(drop=True)
 
 
