@@ -56,6 +56,9 @@ def test_small_correlate_end_to_end(profiled, tmp_path, cli):
     np.testing.assert_allclose(results["estimate_ms"], table.estimate(archs[results["index"]]))
     assert (results["measured_ms"] > 0).all()
     assert "LUT vs measured at 32 px" in result.stdout and "scatter.png" in result.stdout
+    within = f"{100 * report['within_5pct']:.1f} %"
+    assert any("within ±5 %" in line and within in line for line in result.stdout.splitlines()), \
+        "the figure the job exists to show is whole on one line of an 80-column terminal"
     assert report["speed_gate"] is None and "speed gate" not in result.stdout, "--wait-for-speed 0: no gate"
 
 

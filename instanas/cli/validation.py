@@ -156,22 +156,25 @@ def _measure_children(table, out_dir: Path, label: str, children, harness, *, mo
 def _print_agreement(report: dict) -> None:
     from profiler.speed_gate import SAME_SPEED
 
+    # one row per figure, one column per estimate: narrow enough for an 80-column terminal whatever the figures
     table = Table(title=f"LUT vs measured at {report['resolution']} px ({report['mode']} estimate)", title_justify="left")
-    for column in ("mode", "n", "Pearson", "Spearman", "Kendall", "RMSE ms", "MAPE %", "±5 %", "±10 %", "fit"):
-        table.add_column(column, justify="right")
-    for mode, numbers in report["by_mode"].items():
-        table.add_row(
-            mode,
-            str(numbers["n"]),
-            f"{numbers['pearson']:.4f}",
-            f"{numbers['spearman']:.4f}",
-            f"{numbers['kendall']:.4f}",
-            f"{numbers['rmse_ms']:.3f}",
-            f"{numbers['mape_pct']:.2f}",
-            f"{100 * numbers['within_5pct']:.1f} %",
-            f"{100 * numbers['within_10pct']:.1f} %",
-            f"{numbers['slope']:.3f}x {numbers['intercept']:+.2f}",
-        )
+    table.add_column("figure")
+    modes = report["by_mode"]
+    for mode in modes:
+        table.add_column(mode, justify="right")
+    figures = {
+        "children": lambda numbers: str(numbers["n"]),
+        "Pearson r": lambda numbers: f"{numbers['pearson']:.4f}",
+        "Spearman ρ": lambda numbers: f"{numbers['spearman']:.4f}",
+        "Kendall τ": lambda numbers: f"{numbers['kendall']:.4f}",
+        "RMSE": lambda numbers: f"{numbers['rmse_ms']:.3f} ms",
+        "MAPE": lambda numbers: f"{numbers['mape_pct']:.2f} %",
+        "within ±5 %": lambda numbers: f"{100 * numbers['within_5pct']:.1f} %",
+        "within ±10 %": lambda numbers: f"{100 * numbers['within_10pct']:.1f} %",
+        "fit (measured =)": lambda numbers: f"{numbers['slope']:.3f}·est {numbers['intercept']:+.2f}",
+    }
+    for name, show in figures.items():
+        table.add_row(name, *(show(numbers) for numbers in modes.values()))
     console.print(table)
     if "children" in report:
         chosen = Table(title="each architecture", title_justify="left")
