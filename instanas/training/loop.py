@@ -61,8 +61,9 @@ class Trainer:
     ``<out>/tb/<stage>/`` (:mod:`instanas.training.scalars`).
 
     Every network and batch a stage trains or evaluates goes through :meth:`place` and :meth:`batch`, which lay them
-    out in ``config.memory_format``: channels-last trains the meta-graph 1.5–1.7× and a static network about 1.3× as
-    fast as PyTorch's default layout on these CPUs (``docs/results/training-speed/``).
+    out in ``config.memory_format``: on these CPUs channels-last steps a static network about 1.3× and the meta-graph
+    1.1–1.3× as fast as PyTorch's default layout, the less the fewer images each module runs on
+    (``docs/results/training-speed/``).
     """
 
     def __init__(self, config: TrainConfig, out: Path, workers: Workers, *, show_progress: bool = True,
