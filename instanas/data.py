@@ -92,7 +92,7 @@ def _class_folders(split: Path) -> list[str]:
     return classes
 
 
-def _image_folder(data_dir: str | Path | None, train: bool, transform, classes: int) -> Dataset:
+def _image_folder(data_dir: str | Path | None, train: bool, transform) -> Dataset:
     """A user's split as torchvision's ImageFolder, every image checked to open, so that a bad file is one line
     naming it before training starts rather than a traceback in the middle of an epoch."""
     from PIL import Image, UnidentifiedImageError
@@ -100,8 +100,10 @@ def _image_folder(data_dir: str | Path | None, train: bool, transform, classes: 
 
     split = _split_folder(data_dir, train)
     names = _class_folders(split)
-    if len(names) != classes:
-        raise DatasetError(f"{split}: {len(names)} class folders, the training split has {classes}")
+    trained = names if train else _class_folders(_split_folder(data_dir, train=True))
+    if names != trained:  # ImageFolder numbers classes by sorted name: other names would mislabel silently
+        differing = sorted(set(names) ^ set(trained))
+        raise DatasetError(f"{split}: its class folders differ from the training split's (e.g. {differing[0]!r})")
     try:
         folder = datasets.ImageFolder(str(split), transform=transform)
     except FileNotFoundError as error:  # a class folder without a single image
@@ -180,7 +182,7 @@ def load_dataset(name: str, data_dir: str | Path | None, train: bool, augment: b
     info = dataset_info(name, resolution, data_dir)
     augment = train if augment is None else augment
     if name == IMAGEFOLDER:
-        return _image_folder(data_dir, train, _transforms(info, augment, from_tensor=False), info.num_classes)
+        return _image_folder(data_dir, train, _transforms(info, augment, from_tensor=False))
     if name == "digits":
         return _digits(train, _transforms(info, augment, from_tensor=True))
     if name.startswith("cluttered-"):  # generated from packaged scans: no folder

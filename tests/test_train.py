@@ -366,4 +366,7 @@ def test_a_bad_image_folder_is_one_line_naming_the_path(tmp_path, cli):
     broken = _image_folder(tmp_path / "broken", per_class={"train": 2, "val": 1})
     (broken / "train" / "class1" / "1.png").write_bytes(b"not a png")
     assert f"{broken / 'train' / 'class1' / '1.png'}: not a readable image" in refused(broken, "-r", "32")
+    renamed = _image_folder(tmp_path / "renamed", per_class={"train": 2, "val": 1})
+    (renamed / "val" / "class2").rename(renamed / "val" / "other")
+    assert f"{renamed / 'val'}: its class folders differ from the training split's" in refused(renamed, "-r", "32")
     assert "cifar10 is a 32 px data set" in cli("train", "--dataset", "cifar10", "-r", "64", "--out", "x").stderr
