@@ -287,12 +287,15 @@ def _module_counts(archs: np.ndarray) -> np.ndarray:
 
 
 CALIBRATION_MODELS = ("entries", "cells", "stages", "linear")
+CALIBRATION_WEIGHTINGS = ("absolute", "relative")
 ENTRY_RIDGE = 1e-4  # per child fitted, on corrections measured as shares of a network's latency
 
 
-def check_calibration_model(model: str) -> None:
+def check_calibration_model(model: str, weighting: str = "absolute") -> None:
     if model not in CALIBRATION_MODELS:
         raise LUTError(f"unknown calibration model {model!r} (choose {' or '.join(CALIBRATION_MODELS)})")
+    if weighting not in CALIBRATION_WEIGHTINGS:
+        raise LUTError(f"unknown calibration weighting {weighting!r} (choose {' or '.join(CALIBRATION_WEIGHTINGS)})")
 
 
 def calibration_terms(resolution: int, cells_ms: np.ndarray, merges_ms: np.ndarray, modules: np.ndarray,
@@ -350,7 +353,7 @@ def fit_speed_exponent(table: LatencyTable, parts: tuple, paired_ms: np.ndarray,
 
 
 def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndarray, model: str = "entries",
-                    reference_ms: np.ndarray | None = None) -> dict:
+                    reference_ms: np.ndarray | None = None, weighting: str = "absolute") -> dict:
     """Least-squares correction of what isolated entry timing misses, fitted on measured children.
 
     ``cells`` (default): ``stem + head + Σ_size a_size · modules at that size + b · merges + c · modules
@@ -365,8 +368,11 @@ def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndar
     ``linear``: ``scale · plain + per_module_ms · modules + per_network_ms`` (one global scale).
     With the reference's latency beside each measurement (``reference_ms``), the measurements (``ratio · anchor``)
     are first brought to the table's speed with a fitted :func:`fit_speed_exponent`, stored as ``speed_exponent``.
+    ``weighting``: ``absolute`` (default) fits milliseconds, so the rich networks' residuals, ten times larger, weigh
+    most; ``relative`` fits relative errors, every child alike. On six committed validations they score the same,
+    the sparsest fifth included: its misses are spread, not bias (``docs/results/calibration-weighting/``).
     """
-    check_calibration_model(model)
+    check_calibration_model(model, weighting)
     fixed_ms, cells_ms, merges_ms, modules = table.parts(np.asarray(archs, dtype=bool))
     measured_ms = np.asarray(measured_ms, dtype=float)
     speed = {}
@@ -374,14 +380,17 @@ def fit_calibration(table: LatencyTable, archs: np.ndarray, measured_ms: np.ndar
         exponent = fit_speed_exponent(table, (fixed_ms, cells_ms, merges_ms, modules), measured_ms, reference_ms)
         measured_ms = to_table_speed(measured_ms, reference_ms, table.anchor_ms, exponent)
         speed = {"speed_exponent": exponent}
+    weight = 1 / measured_ms if weighting == "relative" else np.ones_like(measured_ms)
+    speed |= {"weighting": weighting}
     if model == "linear":
         plain = table.calibrated(fixed_ms, cells_ms, merges_ms, modules, mode="plain")
         design = np.column_stack([plain, modules, np.ones(len(plain))])
-        (scale, per_module, per_network), *_ = np.linalg.lstsq(design, measured_ms, rcond=None)
+        (scale, per_module, per_network), *_ = np.linalg.lstsq(design * weight[:, None], measured_ms * weight,
+                                                               rcond=None)
         return {"model": model, "scale": float(scale), "per_module_ms": float(per_module),
                 "per_network_ms": float(per_network), "children": int(len(measured_ms))} | speed
     design = calibration_terms(table.resolution, cells_ms, merges_ms, modules, model)
-    coefficients, *_ = np.linalg.lstsq(design, measured_ms - fixed_ms, rcond=None)
+    coefficients, *_ = np.linalg.lstsq(design * weight[:, None], (measured_ms - fixed_ms) * weight, rcond=None)
     fit = {"model": model, "terms": calibration_term_names(table.resolution, model),
            "coefficients": [float(value) for value in coefficients], "children": int(len(measured_ms))} | speed
     if model == "entries":
@@ -406,11 +415,22 @@ def compare_tables(before: LatencyTable, after: LatencyTable) -> pd.DataFrame:
 def estimate_drift(before: LatencyTable, after: LatencyTable, archs: np.ndarray) -> dict:
     """How far the plain estimates of ``archs`` moved from ``before`` to ``after``, split into the anchor's change
     (the machine's speed while profiling: it scales every entry alike) and the change of the ratios to the reference
-    (what the entries measure relative to one another and to the reference)."""
+    (what the entries measure relative to one another and to the reference).
+
+    A ratio's change is drift only beyond the tables' own noise: each table's profiling rounds, summed per round,
+    give every architecture as many estimates as rounds; their spread (standard error of the mean of the rounds' log
+    estimates) is that table's noise, and a change counts as drift beyond ``1.96 · sqrt(σ_before² + σ_after²)``.
+    ``ratio_drift_rms_pct`` is the RMS change of the ratios with that noise taken out (0 when noise explains it).
+    A table of one round has no noise to tell: these three are then None.
+    """
     first, second = before.estimate(archs), after.estimate(archs)
     anchor = after.anchor_ms / before.anchor_ms
     total = 100 * (second / first - 1)
     ratios = 100 * (second / first / anchor - 1)
+    log_change = np.log(second / first / anchor)
+    noise = _estimate_noise(before, archs), _estimate_noise(after, archs)
+    known = noise[0] is not None and noise[1] is not None
+    noise = np.hypot(*noise) if known else None
     return {
         "architectures": int(len(archs)),
         "estimate_change_pct_median": float(np.median(total)),
@@ -420,4 +440,22 @@ def estimate_drift(before: LatencyTable, after: LatencyTable, archs: np.ndarray)
         "anchor_change_pct": float(100 * (anchor - 1)),
         "ratio_change_pct_median": float(np.median(ratios)),
         "ratio_abs_change_pct_median": float(np.median(np.abs(ratios))),
+        "noise_pct_median": float(100 * np.median(noise)) if known else None,
+        "beyond_noise_share": float(np.mean(np.abs(log_change) > 1.96 * noise)) if known else None,
+        "ratio_drift_rms_pct": (float(100 * np.sqrt(max(np.mean(log_change**2) - np.mean(noise**2), 0.0)))
+                                if known else None),
     }
+
+
+def _estimate_noise(table: LatencyTable, archs: np.ndarray) -> np.ndarray | None:
+    """Per architecture, the standard error of the table's estimate from its profiling rounds (log scale): the
+    estimate summed from each round's entries alone, spread over the rounds / sqrt(rounds). None for one round."""
+    rounds = min(len(values) for values in table.entries["round_medians_ms"])
+    if rounds < 2:
+        return None
+    per_round = []
+    for number in range(rounds):
+        entries = table.entries.copy()
+        entries["median_ms"] = [values[number] for values in entries["round_medians_ms"]]
+        per_round.append(np.log(LatencyTable(table.meta, entries).estimate(archs)))
+    return np.std(per_round, axis=0, ddof=1) / np.sqrt(rounds)

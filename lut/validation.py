@@ -10,6 +10,10 @@ speed exponent (:meth:`lut.table.LatencyTable.measured_ms`; equal without one), 
 spread is large is measured again, the steadier run kept; with a :class:`~profiler.speed_gate.SpeedGate`, a child
 timed while the machine ran in another speed state than its table's is set aside and timed again later. Rows are
 appended to ``results.csv`` as they are measured, so a killed run resumes without losing or repeating a measurement.
+
+A share of the children (``Harness.repeat``) is timed a second time half a run later. Their two measurements disagree by
+the machine's own noise, which is the floor any table can reach: the report sets the LUT's agreement beside the
+repeat's on the same children, and takes the noise out of the LUT's error (:func:`noise_corrected_error`).
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ from profiler.speed_gate import SpeedGate, at_speed
 from profiler.timing import PairedStats
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
+REPEAT_STREAM = 7_919  # seeds the choice of the children timed twice
 RESULT_COLUMNS = [
-    "index", "arch", "label", "keep", "estimate_ms", "measured_ms", "paired_ms", "raw_ms", "reference_ms", "ratio_iqr",
-    "runs", "attempts", "wall_s",
+    "index", "repeat", "arch", "label", "keep", "estimate_ms", "measured_ms", "paired_ms", "raw_ms", "reference_ms",
+    "ratio_iqr", "runs", "attempts", "wall_s",
 ]
 
 
@@ -163,21 +168,114 @@ class ChildTimer:
                 gate.pause()
 
 
+def repeated_children(n: int, share: float) -> np.ndarray:
+    """The children timed twice: ``ceil(share · n)`` of them, a fixed choice, in index order."""
+    count = min(n, int(np.ceil(share * n - 1e-9))) if share > 0 else 0
+    return np.sort(np.random.default_rng(REPEAT_STREAM).choice(n, count, replace=False))
+
+
+def measurement_plan(n: int, repeated: np.ndarray) -> list[int]:
+    """The order of measurements: ``0 … n-1`` time each child once, in order; ``n + j`` times ``repeated[j]`` again
+    half a run after its first measurement (its two timings meet the machine at different moments)."""
+    delay = max(n // 2, 1)
+    keys = [(float(child), child) for child in range(n)]
+    keys += [(min(int(child) + delay, n - 1) + 0.5, n + j) for j, child in enumerate(repeated)]
+    return [measurement for _, measurement in sorted(keys)]
+
+
+def errors(estimate: np.ndarray, measured: np.ndarray) -> dict:
+    """Relative errors of ``estimate`` against ``measured``: MAPE, the shares within ±5 and ±10 %, and the bias
+    (mean log ratio, in %)."""
+    ratio = np.asarray(estimate, dtype=float) / np.asarray(measured, dtype=float)
+    relative = np.abs(ratio - 1)
+    return {"n": int(len(relative)), "mape_pct": float(100 * np.mean(relative)),
+            "within_5pct": float(np.mean(relative <= 0.05)), "within_10pct": float(np.mean(relative <= 0.10)),
+            "bias_pct": float(100 * np.mean(np.log(ratio)))}
+
+
+def noise_corrected_error(estimate: np.ndarray, measured: np.ndarray, first: np.ndarray, second: np.ndarray,
+                          resamples: int = 1000, seed: int = 0) -> dict:
+    """The LUT's own error, with the measurement's noise taken out.
+
+    ``e = log(estimate / measured)`` over every child mixes the table's error with one measurement's noise;
+    ``d = log(second / first)`` over the children timed twice carries two measurements' noise, so one
+    measurement's variance is ``mean(d²) / 2``. The table's RMS error is ``sqrt(mean(e²) − mean(d²) / 2)`` (0 when
+    the noise explains all of it); its 95 % interval comes from resampling the children and the pairs. In per cent
+    of the measured latency (log ratios: 0.01 ≈ 1 %).
+    """
+    e = np.log(np.asarray(estimate, dtype=float) / np.asarray(measured, dtype=float))
+    d = np.log(np.asarray(second, dtype=float) / np.asarray(first, dtype=float))
+
+    def corrected(e_squared: float, d_squared: float) -> float:
+        return 100 * float(np.sqrt(max(e_squared - d_squared / 2, 0.0)))
+
+    rng = np.random.default_rng(seed)
+    e2, d2 = e**2, d**2
+    resampled = [corrected(rng.choice(e2, len(e2)).mean(), rng.choice(d2, len(d2)).mean()) for _ in range(resamples)]
+    return {
+        "pairs": int(len(d)),
+        "noise_pct": 100 * float(np.sqrt(np.mean(d2) / 2)),
+        "lut_rms_pct": 100 * float(np.sqrt(np.mean(e2))),
+        "lut_bias_pct": 100 * float(np.mean(e)),
+        "corrected_rms_pct": corrected(np.mean(e2), np.mean(d2)),
+        "corrected_rms_interval_pct": [float(v) for v in np.percentile(resampled, [2.5, 97.5])],
+    }
+
+
+def repeat_report(estimate: np.ndarray, measured: np.ndarray, pairs: pd.DataFrame) -> dict | None:
+    """The repeat's agreement with itself beside the LUT's on the same children, and the LUT's noise-corrected
+    error; ``pairs`` has each twice-timed child's ``estimate_ms``, ``first_ms`` and ``second_ms``. None below three
+    pairs."""
+    if len(pairs) < 3:
+        return None
+    return {
+        "repeat": errors(pairs["second_ms"], pairs["first_ms"]),
+        "lut_same_children": errors(pairs["estimate_ms"], pairs["first_ms"]),
+        **noise_corrected_error(estimate, measured, pairs["first_ms"], pairs["second_ms"]),
+    }
+
+
+def module_counts(archs: np.ndarray) -> np.ndarray:
+    return np.asarray(archs, dtype=bool).reshape(len(archs), -1).sum(axis=1)
+
+
+def by_module_count(archs: np.ndarray, estimate: np.ndarray, measured: np.ndarray, second: np.ndarray | None = None,
+                    parts: int = 5) -> list[dict]:
+    """Agreement per module-count fifth (by quantile; fewer parts where counts tie), sparsest first: where the
+    calibration fits the space's ends worse than its middle (a bias) or where the timing is noisier (a spread the
+    repeat shares). ``second``: each child's second measurement, NaN where it has none."""
+    counts = module_counts(archs)
+    if len(counts) < parts:
+        return []
+    bins = pd.qcut(counts, parts, labels=False, duplicates="drop")
+    estimate, measured = np.asarray(estimate, dtype=float), np.asarray(measured, dtype=float)
+    second = np.full(len(counts), np.nan) if second is None else np.asarray(second, dtype=float)
+    rows = []
+    for part in np.unique(bins):
+        inside = bins == part
+        row = {"modules": f"{counts[inside].min()}–{counts[inside].max()}", **errors(estimate[inside], measured[inside])}
+        repeated = inside & ~np.isnan(second)
+        if repeated.sum() >= 3:
+            row["repeat"] = errors(second[repeated], measured[repeated])
+        rows.append(row)
+    return rows
+
+
 def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:
     """How well estimates match measurements: correlations, errors, shares within ±5/±10 %, and the linear fit."""
     estimate, measured = np.asarray(estimate, dtype=float), np.asarray(measured, dtype=float)
-    relative = (estimate - measured) / measured
     fit = stats.linregress(estimate, measured)
     ratio = measured / estimate
+    relative = errors(estimate, measured)
     return {
         "n": int(len(measured)),
         "pearson": float(stats.pearsonr(estimate, measured).statistic),
         "spearman": float(stats.spearmanr(estimate, measured).statistic),
         "kendall": float(stats.kendalltau(estimate, measured).statistic),
         "rmse_ms": float(np.sqrt(np.mean((estimate - measured) ** 2))),
-        "mape_pct": float(100 * np.mean(np.abs(relative))),
-        "within_5pct": float(np.mean(np.abs(relative) <= 0.05)),
-        "within_10pct": float(np.mean(np.abs(relative) <= 0.10)),
+        "mape_pct": relative["mape_pct"],
+        "within_5pct": relative["within_5pct"],
+        "within_10pct": relative["within_10pct"],
         "slope": float(fit.slope),
         "intercept": float(fit.intercept),
         "measured_over_estimate_p5_p50_p95": [float(v) for v in np.percentile(ratio, [5, 50, 95])],
@@ -197,26 +295,49 @@ def at_table_speed(estimate: np.ndarray, results: pd.DataFrame, centre_ms: float
     return summary | agreement(estimate[near], results["measured_ms"].to_numpy()[near]) if near.sum() >= 3 else summary
 
 
-def calibration_from_results(table, results_csv, model: str = "entries", speed_correction: bool = True) -> dict:
+def first_passes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each child's first measurement, in index order (every row of runs made before repeats existed)."""
+    chosen = frame[frame["repeat"] == 0] if "repeat" in frame else frame
+    return chosen.sort_values("index")
+
+
+def repeated_pairs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each twice-timed child's estimate and its first and second measurement."""
+    if "repeat" not in frame:
+        return pd.DataFrame({column: pd.Series(dtype=int if column == "index" else float)
+                             for column in ("index", "estimate_ms", "first_ms", "second_ms")})
+    first = frame[frame["repeat"] == 0][["index", "estimate_ms", "measured_ms"]]
+    second = frame[frame["repeat"] == 1][["index", "measured_ms"]]
+    pairs = first.merge(second, on="index", suffixes=("_first", "_second"))
+    return pairs.rename(columns={"measured_ms_first": "first_ms", "measured_ms_second": "second_ms"})
+
+
+def calibration_from_results(table, results_csv, model: str = "entries", speed_correction: bool = True,
+                             weighting: str = "absolute") -> dict:
     """Fit ``table``'s calibration on measured children (``results.csv`` of a run); with ``speed_correction``, also a
     speed exponent, on the same children. Runs made before ``paired_ms`` existed measured it as
-    ``measured_ms``."""
-    frame = pd.read_csv(results_csv)
+    ``measured_ms``. Only first measurements count (a repeat is the noise's, not another child)."""
+    frame = first_passes(pd.read_csv(results_csv))
     archs = np.stack([parse_architecture(text) for text in frame["arch"]])
     paired = frame["paired_ms"] if "paired_ms" in frame else frame["measured_ms"]
     reference = frame["reference_ms"].to_numpy() if speed_correction else None
-    fit = fit_calibration(table, archs, paired.to_numpy(), model, reference)
+    fit = fit_calibration(table, archs, paired.to_numpy(), model, reference, weighting)
     return fit | {"reference_ms": float(frame["reference_ms"].median())}  # where the validation's speed gate centres
 
 
 def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
-    """Estimated vs. measured latency with y = x and the least-squares fit, like the paper's Figure 4."""
+    """Estimated vs. measured latency with y = x and the least-squares fit, like the paper's Figure 4; with a
+    repeat share, the band two measurements of one child span (±1.96 σ of one measurement's noise)."""
     with png_figure(path, (6, 6)) as axes:
         axes.scatter(results["estimate_ms"], results["measured_ms"], s=4, alpha=0.4, edgecolors="none",
                      label="children")
         low = min(results["estimate_ms"].min(), results["measured_ms"].min())
         high = max(results["estimate_ms"].max(), results["measured_ms"].max())
         line = np.array([low, high])
+        if noise := report.get("repeat"):
+            spread = np.exp(1.96 * noise["noise_pct"] / 100)
+            axes.fill_between(line, line / spread, line * spread, color="tab:green", alpha=0.15, linewidth=0,
+                              label=f"measurement noise ±1.96σ ({noise['noise_pct']:.1f} %, {noise['pairs']} repeats)")
         axes.plot(line, line, color="black", linewidth=1, label="y = x")
         axes.plot(
             line,
@@ -244,6 +365,8 @@ class CorrelationRun:
         table.check_reference()
         self.table, self.out_dir, self.children, self.mode = table, Path(out_dir), children, mode
         self.n = len(children.archs)
+        self.repeated = repeated_children(self.n, harness.repeat)
+        self.total = self.n + len(self.repeated)  # measurements, the repeats included
         self.settings = {
             "resolution": table.resolution,
             **children.settings,
@@ -258,39 +381,51 @@ class CorrelationRun:
             self.out_dir / "results.csv", RESULT_COLUMNS, self.settings, self.out_dir / "run.json", resume
         )
         done = self.results.frame()
-        self.measured = dict(zip(done["index"], done["measured_ms"]))
+        self.finished = {self._measurement(index, repeat) for index, repeat in zip(done["index"], done["repeat"])}
+        first = done[done["repeat"] == 0]
+        self.measured = dict(zip(first["index"], first["measured_ms"]))  # first measurements: the running Pearson
         self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge,
                                 backend=table.backend)
         self.gate = SpeedGate(table.children_reference_ms, wait_for_speed_s) if wait_for_speed_s > 0 else None
         self.wall_s = 0.0
 
     def measure(self, on_row=None, on_wait=None) -> None:
-        """Measure every child not yet in ``results.csv``; ``on_row(done, total, pearson_so_far)`` after each,
-        ``on_wait(reference_ms, waited_s)`` while the speed gate waits for the machine."""
+        """Take every measurement not yet in ``results.csv`` (:func:`measurement_plan`); ``on_row(done, total,
+        pearson_so_far)`` after each, ``on_wait(reference_ms, waited_s)`` while the speed gate waits for the machine."""
         started = time.perf_counter()
         if self.gate:
             self.gate.on_wait = on_wait
+        archs = np.concatenate([self.children.archs, self.children.archs[self.repeated]])
         try:
-            remaining = [index for index in range(self.n) if index not in self.measured]
-            for timing in self.timer.run(self.children.archs, remaining, self.gate):
+            remaining = [m for m in measurement_plan(self.n, self.repeated) if m not in self.finished]
+            for timing in self.timer.run(archs, remaining, self.gate):
                 self._record(timing)
                 if on_row:
-                    on_row(len(self.measured), self.n, self._running_pearson())
+                    on_row(len(self.finished), self.total, self._running_pearson())
         finally:
             self.wall_s += time.perf_counter() - started
             self.results.close()
 
+    def _measurement(self, index: int, repeat: int) -> int:
+        """The measurement's number in :func:`measurement_plan`."""
+        return self.n + int(np.searchsorted(self.repeated, index)) if repeat else int(index)
+
     def _record(self, timing: ChildTiming) -> None:
-        i = timing.index
-        self.measured[i] = float(self.table.measured_ms(timing.stats.ratio, timing.stats.reference_ms))
+        repeat = timing.index >= self.n
+        i = int(self.repeated[timing.index - self.n]) if repeat else timing.index
+        measured = float(self.table.measured_ms(timing.stats.ratio, timing.stats.reference_ms))
+        if not repeat:
+            self.measured[i] = measured
+        self.finished.add(timing.index)
         self.results.append(
             {
                 "index": i,
+                "repeat": int(repeat),
                 "arch": format_architecture(self.children.archs[i]),
                 "label": self.children.labels[i],
                 "keep": round(float(self.children.keep[i]), 4),
                 "estimate_ms": float(self.estimates[i]),
-                "measured_ms": self.measured[i],
+                "measured_ms": measured,
                 "paired_ms": timing.stats.ratio * self.table.anchor_ms,
                 "raw_ms": timing.stats.median_ms,
                 "reference_ms": timing.stats.reference_ms,
@@ -309,7 +444,8 @@ class CorrelationRun:
 
     def finish(self) -> dict:
         """Write ``report.json`` and ``scatter.png`` from every finished row; return the report."""
-        frame = pd.read_csv(self.out_dir / "results.csv").sort_values("index")
+        every = pd.read_csv(self.out_dir / "results.csv")
+        frame = first_passes(every)
         table = self.table
         modes = ["plain", "calibrated"] if table.calibration else ["plain"]
         archs = self.children.archs[frame["index"]]
@@ -328,7 +464,7 @@ class CorrelationRun:
             "fingerprint": table.meta["fingerprint"],
             "settings": self.settings,
             "measure_wall_s_this_session": round(self.wall_s, 1),
-            "wall_s_per_child": float(frame["wall_s"].mean()),
+            "wall_s_per_child": float(every["wall_s"].sum() / len(frame)),  # the repeats' share included
         }
         report["reference_ms"] = {
             "lut_anchor": table.anchor_ms,
@@ -336,6 +472,10 @@ class CorrelationRun:
             "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
         }
         report["at_table_speed"] = at_table_speed(estimates[self.mode], frame, table.children_reference_ms)
+        pairs = repeated_pairs(every)
+        report["repeat"] = repeat_report(estimates[self.mode], frame["measured_ms"], pairs)
+        second = frame[["index"]].merge(pairs, on="index", how="left")["second_ms"].to_numpy(dtype=float)
+        report["by_module_count"] = by_module_count(archs, estimates[self.mode], frame["measured_ms"], second)
         report["speed_gate"] = self.gate.report() if self.gate else None
         if "archs" in self.settings:  # chosen architectures: each one's own figures
             report["children"] = [

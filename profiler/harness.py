@@ -24,6 +24,7 @@ class Harness:
     min_runs: int = 5
     remeasure_iqr: float = 0.2  # a child whose ratio IQR exceeds this share of its ratio is measured again
     passes: int = 1  # measurements of each child, PASS_SPACING children apart in time; their ratios' geometric mean
+    repeat: float = 0.1  # share of the children timed again half a run later: the machine's noise, for the report
 
     @property
     def chunk(self) -> int:

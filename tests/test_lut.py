@@ -297,8 +297,10 @@ def test_diff_splits_the_estimates_move_into_anchor_and_ratios(profiled, tmp_pat
     assert payload["estimate_change_pct_median"] == pytest.approx(10)
     assert payload["anchor_change_pct"] == pytest.approx(10)
     assert payload["ratio_abs_change_pct_median"] == pytest.approx(0, abs=1e-9)
+    assert payload["beyond_noise_share"] is None, "one profiling round: no noise to tell drift from"
     text = cli("lut", "diff", str(profiled), str(slower), "--architectures", "500")
     assert text.returncode == 0 and "500 random architectures: estimates moved +10.00 %" in text.stdout
+    assert "one profiling round" in text.stdout
 
 
 def test_a_profile_at_an_earlier_tables_speed_times_off_speed_entries_again(profiled):
@@ -356,3 +358,30 @@ def test_rounds_are_measured_apart_and_merged_by_their_median(profiled, tmp_path
         entry = entries.loc[key]
         assert entry["runs"] >= 14, "seven timed blocks in each round"
         assert entry["median_ms"] == pytest.approx(np.median(entry["round_medians_ms"]), rel=1e-12)
+
+
+def test_diff_counts_drift_only_beyond_the_tables_own_noise(profiled, tmp_path, cli):
+    """Two profiles of one machine, three rounds each with 4 % noise per entry and round: their estimates differ,
+    but hardly beyond their noise. Entries of five cells 30 % slower: most architectures move beyond it."""
+
+    def rounds(seed: int, slower_cells=()):
+        rng = np.random.default_rng(seed)
+
+        def change(payload):
+            for entry in payload["entries"]:
+                true = entry["median_ms"] * (1.3 if entry.get("cell") in slower_cells else 1.0)
+                entry["round_medians_ms"] = [float(v) for v in true * np.exp(rng.normal(0, 0.04, 3))]
+                entry["median_ms"] = float(np.median(entry["round_medians_ms"]))
+
+        return change
+
+    before = rewrite(profiled, tmp_path / "before.json", rounds(1))
+    again = rewrite(profiled, tmp_path / "again.json", rounds(2))
+    drifted = rewrite(profiled, tmp_path / "drifted.json", rounds(3, slower_cells=range(5)))
+    same = json.loads(cli("lut", "diff", str(before), str(again), "--json", "--architectures", "500").stdout)
+    moved = json.loads(cli("lut", "diff", str(before), str(drifted), "--json", "--architectures", "500").stdout)
+    assert same["noise_pct_median"] > 0 and same["ratio_abs_change_pct_median"] > 0
+    assert same["beyond_noise_share"] < 0.15 and same["ratio_drift_rms_pct"] < 0.5
+    assert moved["beyond_noise_share"] > 0.5 and moved["ratio_drift_rms_pct"] > 2
+    text = cli("lut", "diff", str(before), str(again), "--architectures", "500")
+    assert text.returncode == 0 and "beyond the tables' own noise" in text.stdout

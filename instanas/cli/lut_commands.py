@@ -127,5 +127,13 @@ def lut_diff(
         f"({summary['anchor_ms'][0]:.3f} → {summary['anchor_ms'][1]:.3f} ms) and ratios "
         f"{summary['ratio_change_pct_median']:+.2f} % (median)"
     )
+    if summary["beyond_noise_share"] is None:
+        console.print("a table of one profiling round: how much of this is its noise cannot be told")
+        return
+    console.print(
+        f"beyond the tables' own noise (their profiling rounds: {summary['noise_pct_median']:.2f} % per estimate, "
+        f"median): {100 * summary['beyond_noise_share']:.1f} % of the architectures; drift of the ratios with the "
+        f"noise taken out {summary['ratio_drift_rms_pct']:.2f} % (RMS)"
+    )
 
 

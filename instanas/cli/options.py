@@ -108,6 +108,11 @@ Passes = Annotated[
     typer.Option("--passes", min=1, help="Measurements of each child, seconds apart in other groups (their geometric "
                  "mean counts): the machine's timing noise lasts about a second, so each pass is a new draw of it."),
 ]
+Repeat = Annotated[
+    float,
+    typer.Option("--repeat", min=0, max=1, help="Share of the children timed a second time, half a run later: the "
+                 "machine's own noise, which the report sets beside the LUT's error and takes out of it."),
+]
 
 
 

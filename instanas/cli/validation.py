@@ -22,6 +22,7 @@ from instanas.cli.options import (
     MinRuns,
     Mode,
     Passes,
+    Repeat,
     Resolution,
     Threads,
     WaitForSpeed,
@@ -135,7 +136,7 @@ def _measure_children(table, out_dir: Path, label: str, children, harness, *, mo
     run = CorrelationRun(table, out_dir, children, harness, mode=mode, resume=resume,  # checks settings first
                          wait_for_speed_s=60 * wait_for_speed)
     with progress_bar() as progress:
-        bar = progress.add_task(label, total=run.n, completed=len(run.measured), status="")
+        bar = progress.add_task(label, total=run.total, completed=len(run.finished), status="")
 
         def on_row(done: int, total: int, pearson: float) -> None:
             progress.update(bar, completed=done, status=f"r = {pearson:.4f}")
@@ -184,6 +185,7 @@ def _print_agreement(report: dict) -> None:
             chosen.add_row(child["label"], f"{child['estimate_ms']:.3f}", f"{child['measured_ms']:.3f}",
                            f"{child['error_pct']:+.1f} %")
         console.print(chosen)
+    _print_noise(report)
     console.print(f"wall time per child: {report['wall_s_per_child']:.3f} s")
     same = report["at_table_speed"]
     console.print(
@@ -197,6 +199,32 @@ def _print_agreement(report: dict) -> None:
         console.print(f"speed gate: {gate['set_aside']} measurements set aside while the machine ran off that speed, "
                       f"{gate['waited_s'] / 60:.1f} of {gate['wait_s'] / 60:g} min spent waiting")
 
+
+
+def _print_noise(report: dict) -> None:
+    """The repeat beside the LUT, the LUT's error with the noise taken out, and the agreement per module count."""
+    if noise := report.get("repeat"):
+        console.print(f"the machine's noise: {noise['pairs']} children timed twice, half a run apart")
+        table = Table()
+        for column in ("figure", "2nd vs 1st", "LUT vs 1st"):
+            table.add_column(column, justify="left" if column == "figure" else "right")
+        repeat, lut = noise["repeat"], noise["lut_same_children"]
+        table.add_row("within ±5 %", f"{100 * repeat['within_5pct']:.1f} %", f"{100 * lut['within_5pct']:.1f} %")
+        table.add_row("within ±10 %", f"{100 * repeat['within_10pct']:.1f} %", f"{100 * lut['within_10pct']:.1f} %")
+        table.add_row("MAPE", f"{repeat['mape_pct']:.2f} %", f"{lut['mape_pct']:.2f} %")
+        console.print(table)
+        low, high = noise["corrected_rms_interval_pct"]
+        console.print(f"LUT error, RMS: {noise['lut_rms_pct']:.2f} % measured, {noise['corrected_rms_pct']:.2f} % "
+                      f"with one measurement's noise ({noise['noise_pct']:.2f} %) taken out (95 %: {low:.2f}–{high:.2f} %)")
+    if parts := report.get("by_module_count"):
+        table = Table(title="by module count (fifths)", title_justify="left")
+        for column in ("modules", "children", "±5 %", "±10 %", "bias", "repeat ±5 %"):
+            table.add_column(column, justify="right")
+        for part in parts:
+            repeat = f"{100 * part['repeat']['within_5pct']:.1f} %" if "repeat" in part else "–"
+            table.add_row(part["modules"], str(part["n"]), f"{100 * part['within_5pct']:.1f} %",
+                          f"{100 * part['within_10pct']:.1f} %", f"{part['bias_pct']:+.2f} %", repeat)
+        console.print(table)
 
 
 @app.command()
@@ -218,6 +246,7 @@ def correlate(
     warmup_calls: WarmupCalls = DEFAULT_HARNESS.warmup_calls,
     min_runs: MinRuns = DEFAULT_HARNESS.min_runs,
     passes: Passes = DEFAULT_HARNESS.passes,
+    repeat: Repeat = DEFAULT_HARNESS.repeat,
     mode: Mode = None,
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
@@ -236,7 +265,8 @@ def correlate(
     children = Children.from_file(archs) if archs is not None else Children.sampled(n or 10_000, seed)
     table = _paired_table(resolution, lut, threads, None, allow_foreign_lut, backend)
     out_dir = run_folder(out, f"correlate-{resolution}", resume)
-    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes)
+    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes,
+                      repeat=repeat)
     report = _measure_children(table, out_dir, f"correlate {resolution} px", children, harness,
                                mode=mode or table.default_mode, resume=resume, wait_for_speed=wait_for_speed)
     _print_agreement(report)
@@ -259,6 +289,7 @@ def calibrate(
     warmup_calls: WarmupCalls = DEFAULT_HARNESS.warmup_calls,
     min_runs: MinRuns = DEFAULT_HARNESS.min_runs,
     passes: Passes = DEFAULT_HARNESS.passes,
+    repeat: Repeat = DEFAULT_HARNESS.repeat,
     model: Annotated[
         str,
         typer.Option(
@@ -276,6 +307,11 @@ def calibrate(
             "bring every measurement to the table's speed with it (the default); off: the plain pairing, ratio × anchor.",
         ),
     ] = True,
+    weighting: Annotated[
+        str,
+        typer.Option("--weighting", help="absolute (default: least squares in milliseconds) or relative (every "
+                     "child's relative error alike); they score the same here (docs/results/calibration-weighting/)."),
+    ] = "absolute",
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
     backend: Backend = "eager",
@@ -291,15 +327,16 @@ def calibrate(
     from profiler.backends import check_backend
 
     search_space(resolution)
-    check_calibration_model(model)  # before any child is measured
+    check_calibration_model(model, weighting)  # before any child is measured
     check_backend(backend)
     store = store or default_store()
     table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False, backend=backend)
     out_dir = run_folder(out, f"calibrate-{resolution}", resume)
-    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes)
+    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes,
+                      repeat=repeat)
     report = _measure_children(table, out_dir, f"calibrate {resolution} px", Children.sampled(n, seed + CALIBRATION_STREAM),
                                harness, mode="plain", resume=resume, wait_for_speed=wait_for_speed)
-    calibration = calibration_from_results(table, out_dir / "results.csv", model, speed_correction) | {
+    calibration = calibration_from_results(table, out_dir / "results.csv", model, speed_correction, weighting) | {
         "measurements": report_path(out_dir), "harness": harness.settings()}
     calibrated = save_calibrated(table, calibration, store)
     terms = calibration.get("terms", ["scale", "ms per module", "ms per network"])
