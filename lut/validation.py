@@ -253,7 +253,8 @@ def by_module_count(archs: np.ndarray, estimate: np.ndarray, measured: np.ndarra
     rows = []
     for part in np.unique(bins):
         inside = bins == part
-        row = {"modules": f"{counts[inside].min()}–{counts[inside].max()}", **errors(estimate[inside], measured[inside])}
+        row = {"modules": f"{counts[inside].min()}–{counts[inside].max()}",
+               **errors(estimate[inside], measured[inside])}
         repeated = inside & ~np.isnan(second)
         if repeated.sum() >= 3:
             row["repeat"] = errors(second[repeated], measured[repeated])
