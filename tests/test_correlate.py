@@ -23,12 +23,7 @@ from instanas.space import (
     parse_architecture,
     smallest_architecture,
 )
-from lut.store import load_table
-from lut.table import calibration_terms, fit_calibration
-from lut.validation import (
-    Children,
-    ChildTimer,
-    CorrelationRun,
+from lut.agreement import (
     agreement,
     by_module_count,
     first_passes,
@@ -36,6 +31,9 @@ from lut.validation import (
     noise_corrected_error,
     repeated_children,
 )
+from lut.store import load_table
+from lut.table import calibration_terms, fit_calibration
+from lut.validation import Children, ChildTimer, CorrelationRun
 from profiler.harness import Harness
 from profiler.speed_gate import SAME_SPEED
 

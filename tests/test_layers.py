@@ -87,3 +87,15 @@ def test_an_upward_import_is_caught(tmp_path):
                                            ("instanas.train", 3), ("instanas.baselines.oneshot", 3)])
 def test_modules_fall_in_their_layers(module, layer):
     assert layer_of(module) == layer
+
+
+def test_modules_stay_small_enough_to_read():
+    """No module over 460 lines; the CLI's command modules at most 350 (issue 35)."""
+    too_long = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            limit = 350 if path.parent.name == "cli" else 460
+            lines = len(path.read_text().splitlines())
+            if lines > limit:
+                too_long.append(f"{path.relative_to(ROOT)}: {lines} lines > {limit}")
+    assert not too_long, too_long

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from instanas.space import parse_architecture
+from lut.agreement import agreement
 from lut.store import load_table
 from lut.table import CALIBRATION_MODELS, fit_calibration
-from lut.validation import agreement
 
 RESULTS = "docs/results"
 PROFILES = {32: "res32-v1.json", 64: "res64-v1.json", 224: "res224-v2.json"}  # the plain tables calibrated

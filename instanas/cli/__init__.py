@@ -3,7 +3,7 @@
 One module per command group, each registering its commands on :data:`app` when imported, in the order ``--help``
 lists them: ``tables`` (space, sample, export, profile, estimate), ``validation`` (measure, correlate, calibrate),
 ``training`` (train, evaluate, compare, ablation) and ``lut_commands`` (lut list/show/diff); ``options`` holds the
-option types they share, ``app`` the application and its entry point :func:`main`.
+option types they share, ``agreement`` the printed validation summary, ``app`` the application and its entry point :func:`main`.
 """
 
 # isort: off

@@ -90,8 +90,8 @@ def lut_diff(
 ) -> None:
     """Per-entry relative change from one LUT to another, largest first, and how far architectures' estimates move
     (drift between days, machines, versions)."""
+    from lut.drift import compare_tables, estimate_drift
     from lut.store import load_table
-    from lut.table import compare_tables, estimate_drift
 
     first, second = load_table(before), load_table(after)
     if first.resolution != second.resolution:

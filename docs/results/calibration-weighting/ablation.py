@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from instanas.space import parse_architecture
+from lut.agreement import by_module_count, errors, first_passes, module_counts
 from lut.store import load_table
 from lut.table import CALIBRATION_WEIGHTINGS, fit_calibration, to_table_speed
-from lut.validation import by_module_count, errors, first_passes, module_counts
 
 RESULTS = Path("docs/results")
 FOLDERS = ["correlate-32", "correlate-64", "correlate-224", "xeon/correlate-32", "xeon/correlate-64",

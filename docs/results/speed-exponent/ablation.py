@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from instanas.space import parse_architecture
+from lut.agreement import agreement
 from lut.store import load_table
 from lut.table import fit_calibration
-from lut.validation import agreement
 
 RESULTS = Path("docs/results")
 VALIDATIONS = [  # (machine, gated, folder, the plain table calibrated there, the model: entries wants 1,000 children)

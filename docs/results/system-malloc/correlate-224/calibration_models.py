@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from instanas.space import parse_architecture, search_space
+from lut.agreement import agreement
 from lut.store import load_table
-from lut.validation import agreement
 
 res, lutp, calib, edges = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 t = load_table(lutp)
