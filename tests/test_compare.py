@@ -14,6 +14,7 @@ from instanas.baselines.backbone import DROPPABLE_CELLS, backbone_selection
 from instanas.baselines.convnet_aig import GatedMobileNetV2
 from instanas.baselines.mobilenetv2 import ScaledMobileNetV2, scaled
 from instanas.baselines.oneshot import pareto_frontier, score_architectures
+from instanas.baselines.references import reference_names, reference_network
 from instanas.cluttered import PROTOCOLS
 from instanas.metagraph import MetaGraph
 from instanas.space import (
@@ -264,6 +265,10 @@ def test_compare_refuses_bad_input_in_one_line(trained_run, tmp_path, cli):
         (("--run", str(trained_run), "--resolution", "64"), "trains at 32 px, not 64"),
         (("--run", str(trained_run), "--method", "nope"), "unknown method 'nope'"),
         (("--run", str(trained_run), "--widths", "0.4,x"), "--widths"),
+        (("--run", str(trained_run), "--method", "shufflenet"), "unknown method 'shufflenet'"),
+        (("--run", str(trained_run), "--method", "resnet", "--resnet-depths", "20"), "--resnet-depths: 20 is not"),
+        (("--run", str(trained_run), "--method", "shufflenet_v2", "--shufflenet-widths", "0.75"),
+         "--shufflenet-widths: 0.75 is not"),
     ]:
         result = cli("compare", *arguments)
         assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1, result.stderr
@@ -273,3 +278,67 @@ def test_compare_tiny_settings_refuse_a_baseline_trained_otherwise(profiled, tra
     result = cli("compare", "--run", str(trained_run), "--lut", str(profiled), "--method", "mobilenetv2",
                  "--widths", "1.0", "--finetune-epochs", "3", *TINY[2:4])
     assert result.returncode == 2 and "other settings (finetune_epochs)" in result.stderr
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_reference_networks_train_a_step_at_small_resolutions(resolution):
+    """ShuffleNet v2 and ResNet, adapted below 224 px (3×3 stride-1 stem, no max-pool): a training step reaches
+    every parameter with a finite gradient, from the stem to the classifier, and changes the outputs."""
+    torch.manual_seed(0)
+    images, labels = torch.randn(4, 3, resolution, resolution), torch.tensor([0, 1, 2, 3])
+    for name in reference_names((0.5, 1.0, 1.5), (18, 50)):
+        network = reference_network(name, resolution, 10).train()
+        stem = network.conv1 if name.startswith("resnet") else network.conv1[0]
+        assert stem.stride == (1, 1) and stem.kernel_size == (3, 3) and isinstance(network.maxpool, nn.Identity)
+        optimizer = torch.optim.SGD(network.parameters(), lr=0.01)
+        before = network(images)
+        loss = nn.functional.cross_entropy(before, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        gradients = [p.grad for p in network.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in gradients), name
+        assert stem.weight.grad.abs().sum() > 0 and network.fc.weight.grad.abs().sum() > 0, name
+        optimizer.step()
+        assert not torch.allclose(network(images), before), name
+    full = reference_network("resnet18", 224, 1000)
+    assert full.conv1.stride == (2, 2) and isinstance(full.maxpool, nn.MaxPool2d), "torchvision's own at 224 px"
+
+
+def test_compare_reference_networks_are_measured_on_the_tables_scale(profiled, trained_run, cli):
+    """ShuffleNet v2 and ResNet rows: accuracy, no LUT estimate, measured latency; the frontier then uses measured
+    latency for every method. The same paired path measures the MobileNetV2-like child (the reference network's
+    architecture) at the table's anchor: the references' milliseconds are the table's."""
+    out = trained_run / "compare-references"
+    result = cli("compare", "--run", str(trained_run), "--lut", str(profiled), "--workers", "0",
+                 "--method", "mobilenetv2", "--widths", "1.0", "--method", "shufflenet_v2", "--shufflenet-widths",
+                 "0.5", "--method", "resnet", "--resnet-depths", "18", "--measure", "1", "--min-time", "0.05",
+                 "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(out / "table.csv").set_index("point")
+    references = frame[frame["method"].isin(["shufflenet_v2", "resnet"])]
+    assert list(references.index) == ["0.5×", "18"] and references["lut_ms_mean"].isna().all()
+    assert (references["measured_ms_mean"] > 0).all() and references["images"].eq(LIMIT_VAL).all()
+    assert len(pd.read_csv(trained_run / "metrics-resnet18.csv")) >= 1
+    assert "outside the space" in (out / "table.md").read_text()
+    table = load_table(profiled)
+    assert table.speed_exponent == 0
+    assert frame.loc["1.0×", "measured_ms_mean"] == pytest.approx(table.anchor_ms, rel=0.15), \
+        "the MobileNetV2-like child is the reference's own architecture: paired with it, it reads the table's anchor"
+    assert references.loc["18", "measured_ms_mean"] > references.loc["0.5×", "measured_ms_mean"], \
+        "ResNet-18 at 32 px costs more than ShuffleNet v2 0.5x on any CPU"
+
+
+def test_measure_and_export_take_reference_names(profiled, tmp_path, cli):
+    measured = cli("measure", "-r", "32", "-a", "shufflenet_v2_x0_5", "--paired", "--lut", str(profiled),
+                   "--min-time", "0.05", "--json")
+    assert measured.returncode == 0, measured.stderr
+    payload = json.loads(measured.stdout)
+    assert payload["arch"] == "shufflenet_v2_x0_5" and payload["paired_ms"] > 0
+    assert not any(key.startswith("estimate_") for key in payload), "outside the space: no estimate"
+    unknown = cli("measure", "-r", "32", "-a", "resnet7")
+    assert unknown.returncode == 2 and "unknown network 'resnet7'" in unknown.stderr
+    assert unknown.stderr.count("\n") == 1
+    pytest.importorskip("onnxruntime")
+    exported = cli("export", "-r", "32", "-a", "resnet18", str(tmp_path / "resnet18.onnx"))
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "resnet18.onnx").stat().st_size > 1e6 and "resnet18 @ 32 px" in exported.stdout

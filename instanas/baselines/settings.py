@@ -7,8 +7,14 @@ from dataclasses import asdict, dataclass, field
 
 from instanas.errors import InstaNASError
 
-METHODS = ("mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas")
+DEFAULT_METHODS = ("mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas")
+REFERENCE_METHODS = ("shufflenet_v2", "resnet")  # static networks outside the space (paper Tables 1-2): on request
+METHODS = DEFAULT_METHODS + REFERENCE_METHODS
 WIDTHS = (0.4, 1.0, 1.4)
+SHUFFLENET_WIDTHS = (0.5, 1.0, 1.5)  # torchvision has 0.5, 1.0, 1.5 and 2.0
+RESNET_DEPTHS = (18, 50)  # torchvision has 18, 34, 50, 101 and 152
+TORCHVISION_SHUFFLENET_WIDTHS = (0.5, 1.0, 1.5, 2.0)
+TORCHVISION_RESNET_DEPTHS = (18, 34, 50, 101, 152)
 SNAPSHOT_CHOICES = ("spread", "all", "none")
 
 
@@ -57,8 +63,10 @@ class ConvNetAIGSettings:
 
 @dataclass
 class CompareOptions:
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     widths: tuple[float, ...] = WIDTHS
+    shufflenet_widths: tuple[float, ...] = SHUFFLENET_WIDTHS
+    resnet_depths: tuple[int, ...] = RESNET_DEPTHS
     oneshot_samples: int = 300  # about 30 minutes of scoring on 2 cores at 32 px (5.7–7.2 s per child)
     retrain: bool = False  # re-train the one-shot frontier from scratch
     oneshot_retrain_points: int = 5  # one-shot frontier points re-trained, spread from the cheapest to the richest
@@ -78,15 +86,22 @@ class CompareOptions:
             raise InstaNASError(f"unknown method {unknown[0]!r} (choose from {', '.join(METHODS)})")
         if any(width <= 0 for width in self.widths):
             raise InstaNASError(f"--widths {','.join(f'{width:g}' for width in self.widths)}: widths must be positive")
+        if unknown := [width for width in self.shufflenet_widths if width not in TORCHVISION_SHUFFLENET_WIDTHS]:
+            raise InstaNASError(f"--shufflenet-widths: {unknown[0]:g} is not a ShuffleNet v2 width torchvision has "
+                                f"(choose from {', '.join(f'{width:g}' for width in TORCHVISION_SHUFFLENET_WIDTHS)})")
+        if unknown := [depth for depth in self.resnet_depths if depth not in TORCHVISION_RESNET_DEPTHS]:
+            raise InstaNASError(f"--resnet-depths: {unknown[0]} is not a ResNet depth torchvision has "
+                                f"(choose from {', '.join(map(str, TORCHVISION_RESNET_DEPTHS))})")
         parse_epochs(self.retrain_snapshots)
 
 
-def parse_widths(text: str) -> tuple[float, ...]:
-    """``--widths``: width multipliers like ``0.4,1.0,1.4``."""
+def parse_widths(text: str, option: str = "--widths", kind=float) -> tuple:
+    """``--widths``: width multipliers like ``0.4,1.0,1.4`` (and ``--shufflenet-widths``, ``--resnet-depths``)."""
     try:
-        return tuple(float(value) for value in text.split(","))
+        return tuple(kind(value) for value in text.split(","))
     except ValueError:
-        raise InstaNASError(f"--widths {text!r}: expected numbers like 0.4,1.0,1.4") from None
+        example = "0.4,1.0,1.4" if kind is float else "18,50"
+        raise InstaNASError(f"{option} {text!r}: expected numbers like {example}") from None
 
 
 def parse_epochs(text: str) -> list[int]:

@@ -108,7 +108,8 @@ def sample(
 @app.command()
 def export(
     resolution: Resolution,
-    arch: Annotated[str, typer.Option("--arch", "-a", help="Architecture string, 17 tokens like 10001.")],
+    arch: Annotated[str, typer.Option("--arch", "-a", help="Architecture string, 17 tokens like 10001, or a network "
+                                      "outside the space: shufflenet_v2_x0_5 … x2_0, resnet18 … resnet152.")],
     out: Annotated[Path, typer.Argument(help="The ONNX file to write.", dir_okay=False)],
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights and the check's input.")] = 0,
     cell_merge: CellMerge = "mean",
@@ -121,14 +122,19 @@ def export(
     import torch
 
     from instanas.atomic import atomic_write
+    from instanas.baselines.references import is_reference, seeded_reference
     from instanas.space import check_merge
     from profiler.backends import ONNX_OPSET, check_backend, export_difference, network_onnx, seeded_child
 
-    selection = parse_architecture(arch)
+    reference = is_reference(arch)
+    selection = None if reference else parse_architecture(arch)
     search_space(resolution)
     check_merge(cell_merge)
     check_backend("onnxruntime")
-    child = seeded_child(selection, resolution, merge=cell_merge, seed=seed)
+    if reference:
+        child = seeded_reference(arch, resolution, seed)
+    else:
+        child = seeded_child(selection, resolution, merge=cell_merge, seed=seed)
     graph = network_onnx(child, torch.randn(1, 3, resolution, resolution))
     check_input = torch.randn(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed + 1))
     difference, scale = export_difference(child, graph, check_input)
@@ -136,7 +142,7 @@ def export(
         raise InstaNASError(f"{out}: ONNX Runtime's output differs from PyTorch's by {difference:.2e} (largest output "
                             f"{scale:.2e}, tolerance {tolerance:g}); nothing written")
     atomic_write(out, graph)
-    typer.echo(f"{out}: {format_architecture(selection)} @ {resolution} px, {len(graph) / 1e6:.1f} MB, opset "
+    typer.echo(f"{out}: {arch if reference else format_architecture(selection)} @ {resolution} px, {len(graph) / 1e6:.1f} MB, opset "
                f"{ONNX_OPSET}; ONNX Runtime against PyTorch on a random input: max abs difference {difference:.2e} "
                f"(largest output {scale:.2e})")
 

@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from instanas.baselines.settings import (
-    METHODS,
+    DEFAULT_METHODS,
+    RESNET_DEPTHS,
+    SHUFFLENET_WIDTHS,
     WIDTHS,
     BlockDropSettings,
     CompareOptions,
@@ -152,8 +154,10 @@ def evaluate(
 def compare(
     run: Annotated[Path, typer.Option("--run", help="The training run folder (its data, pre-training and search).", file_okay=False)],
     resolution: Annotated[int | None, typer.Option("--resolution", "-r", help="Check that the run trains at this resolution.")] = None,
-    method: Annotated[list[str] | None, typer.Option("--method", help="mobilenetv2, oneshot, blockdrop, convnet-aig, instanas; may be repeated (default: all).")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="mobilenetv2, oneshot, blockdrop, convnet-aig, instanas (the default: all five), shufflenet_v2, resnet; may be repeated.")] = None,
     widths: Annotated[str, typer.Option("--widths", help="MobileNetV2 width multipliers, comma-separated.")] = ",".join(f"{width:g}" for width in WIDTHS),
+    shufflenet_widths: Annotated[str, typer.Option("--shufflenet-widths", help="ShuffleNet v2 widths (--method shufflenet_v2): 0.5, 1.0, 1.5, 2.0.")] = ",".join(f"{width:g}" for width in SHUFFLENET_WIDTHS),
+    resnet_depths: Annotated[str, typer.Option("--resnet-depths", help="ResNet depths (--method resnet): 18, 34, 50, 101, 152.")] = ",".join(map(str, RESNET_DEPTHS)),
     data_dir: Annotated[str | None, typer.Option("--data-dir", help="Dataset folder, if it moved since training.")] = None,
     lut: LutPath = None,
     allow_foreign_lut: AllowForeign = False,
@@ -187,7 +191,8 @@ def compare(
     aig_batch: Annotated[int, typer.Option("--aig-batch", min=1, help="Batch size of ConvNet-AIG.")] = ConvNetAIGSettings.batch,
     tensorboard: TensorBoard = CompareOptions.tensorboard,
 ) -> None:
-    """InstaNAS against MobileNetV2 (widths), one-shot, BlockDrop and ConvNet-AIG: table and frontier plot."""
+    """InstaNAS against MobileNetV2 (widths), one-shot, BlockDrop and ConvNet-AIG (and on request ShuffleNet v2 and
+    ResNet): table and frontier plot."""
     from instanas.compare import compare as run_compare
     from instanas.compare import comparison_config, markdown_table
     from instanas.training.checkpoints import read_run
@@ -198,7 +203,9 @@ def compare(
     if resolution is not None and resolution != saved["resolution"]:
         raise InstaNASError(f"{run}: the run trains at {saved['resolution']} px, not {resolution} px")
     options = CompareOptions(
-        methods=tuple(method) if method else METHODS, widths=parse_widths(widths), oneshot_samples=oneshot_samples,
+        methods=tuple(method) if method else DEFAULT_METHODS, widths=parse_widths(widths),
+        shufflenet_widths=parse_widths(shufflenet_widths, "--shufflenet-widths"),
+        resnet_depths=parse_widths(resnet_depths, "--resnet-depths", int), oneshot_samples=oneshot_samples,
         retrain=retrain, oneshot_retrain_points=oneshot_retrain_points, retrain_snapshots=retrain_snapshots, measure=measure, min_run_time=min_time, device=device, tensorboard=tensorboard,
         blockdrop=_settings(BlockDropSettings, "blockdrop_", values),
         convnet_aig=_settings(ConvNetAIGSettings, "aig_", values))

@@ -45,7 +45,8 @@ from profiler.harness import Harness
 @app.command()
 def measure(
     resolution: Resolution,
-    arch: Annotated[str, typer.Option("--arch", "-a", help="Architecture string, 17 tokens like 10001.")],
+    arch: Annotated[str, typer.Option("--arch", "-a", help="Architecture string, 17 tokens like 10001, or a network "
+                                      "outside the space: shufflenet_v2_x0_5 … x2_0, resnet18 … resnet152.")],
     threads: Threads = None,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timed runs.")] = 1.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights and input.")] = 0,
@@ -62,21 +63,27 @@ def measure(
     """Build one child network and measure its real batch-1 CPU latency (raw median; --paired: like the LUT)."""
     import torch
 
+    from instanas.baselines.references import is_reference, seeded_reference
     from instanas.metagraph import MetaGraph
     from instanas.space import check_merge
     from profiler import default_threads, measure_latency
     from profiler.backends import check_backend
 
-    selection = parse_architecture(arch)
+    reference = is_reference(arch)
+    selection = None if reference else parse_architecture(arch)
     search_space(resolution)
     check_merge(cell_merge)
     check_backend(backend)
     table = _paired_table(resolution, lut, threads, cell_merge, allow_foreign_lut, backend) if paired else None
     threads = table.threads if table else threads or default_threads()
     torch.manual_seed(seed)
-    child = MetaGraph(resolution, merge=cell_merge).child(selection).eval()
+    if reference:  # outside the space: no LUT estimate, measured as a child is
+        child = seeded_reference(arch, resolution, seed)
+    else:
+        child = MetaGraph(resolution, merge=cell_merge).child(selection).eval()
     image = torch.randn(1, 3, resolution, resolution)
-    result = {"arch": format_architecture(selection), "resolution": resolution, "threads": threads, "backend": backend}
+    name = arch if reference else format_architecture(selection)
+    result = {"arch": name, "resolution": resolution, "threads": threads, "backend": backend}
     if table is None:
         stats = measure_latency(child, image, threads=threads, min_run_time=min_time, backend=backend)
         result |= stats.as_dict()
@@ -90,8 +97,9 @@ def measure(
             "anchor_ms": table.anchor_ms,
             "speed_exponent": table.speed_exponent,
             "lut": report_path(table.path),
-            f"estimate_{table.default_mode}_ms": table.estimate(selection, mode=table.default_mode),
         }
+        if selection is not None:
+            result[f"estimate_{table.default_mode}_ms"] = table.estimate(selection, mode=table.default_mode)
     if as_json:
         emit_json(result)
         return
@@ -103,8 +111,9 @@ def measure(
         typer.echo(
             f"paired: {result['paired_ms']:.3f} ms (IQR {result['paired_iqr_ms']:.3f} ms) = ratio {stats.ratio:.4f} to "
             f"the reference × the LUT's anchor {table.anchor_ms:.3f} ms × (reference now {stats.reference_ms:.3f} ms / "
-            f"anchor) ^ {table.speed_exponent:.3f}; "
-            f"LUT {table.default_mode} estimate {result[f'estimate_{table.default_mode}_ms']:.3f} ms"
+            f"anchor) ^ {table.speed_exponent:.3f}; " + (
+                f"LUT {table.default_mode} estimate {result[f'estimate_{table.default_mode}_ms']:.3f} ms"
+                if selection is not None else "outside the search space: no LUT estimate")
         )
 
 

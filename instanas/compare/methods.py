@@ -19,6 +19,7 @@ from instanas.baselines.blockdrop import BlockDropStage
 from instanas.baselines.convnet_aig import ConvNetAIGStage
 from instanas.baselines.mobilenetv2 import WidthBaseline
 from instanas.baselines.oneshot import BN_BATCHES, RetrainArchitecture, pareto_frontier, score_architectures
+from instanas.baselines.references import ReferenceBaseline, shufflenet_name
 from instanas.baselines.settings import CompareOptions, parse_epochs
 from instanas.compare.points import BUCKET_COLUMNS, POINT_COLUMNS, PointScorer
 from instanas.controller import deterministic_policy
@@ -80,16 +81,26 @@ class Comparison:
                                               mobilenetv2_architecture()))
                 continue
             network = self._train(WidthBaseline(self.trainer, resume=True, width=width)).network.eval()
-            correct, _ = self.scorer.per_image(lambda images, network=network: (network(images), None))
             stem, *cells, head = (self.scorer.time(part, torch.randn(1, channels, size, size))
                                   for part, (channels, size) in network.parts())
             # its parts summed as the table sums its entries, with the table's calibration in calibrated mode
             parts_ms = float(self.table.calibrated(stem + head, np.array([cells]), np.zeros(1), np.array([len(cells)]),
                                                    mode=self.scorer.mode)[0])
-            measured = self.scorer.time(network) if self.options.measure else np.nan
-            rows.append(self.scorer.row("mobilenetv2", f"{width:g}×", correct, np.full(len(correct), parts_ms),
-                                  np.full(len(correct), measured), frontier=True))
+            rows.append(self.scorer.static_point("mobilenetv2", f"{width:g}×", network, parts_ms))
         return rows
+
+    def shufflenet_v2(self) -> list[dict]:
+        """torchvision's ShuffleNet v2 at each ``--shufflenet-widths``: measured, no LUT estimate."""
+        return [self._reference("shufflenet_v2", shufflenet_name(width), f"{width:g}×")
+                for width in self.options.shufflenet_widths]
+
+    def resnet(self) -> list[dict]:
+        """torchvision's ResNet at each ``--resnet-depths``: measured, no LUT estimate."""
+        return [self._reference("resnet", f"resnet{depth}", str(depth)) for depth in self.options.resnet_depths]
+
+    def _reference(self, method: str, name: str, point: str) -> dict:
+        network = self._train(ReferenceBaseline(self.trainer, resume=True, network=name)).network.eval()
+        return self.scorer.static_point(method, point, network, np.nan)
 
     def oneshot(self) -> list[dict]:
         """Children scored on the held-out training images, the frontier chosen there, its points evaluated on the
@@ -212,7 +223,8 @@ class Comparison:
         """What a method's cached points depend on (its checkpoints by size and time, the options), as JSON text."""
         patterns = {"mobilenetv2": ["mobilenetv2*.pt"], "oneshot": ["pretrain.pt", "oneshot-*.pt"],
                     "blockdrop": ["blockdrop.pt"], "convnet-aig": ["convnet-aig.pt"],
-                    "instanas": ["snapshots/epoch-*.pt", "finetune*.pt", "mobilenetv2.pt"]}[method]
+                    "instanas": ["snapshots/epoch-*.pt", "finetune*.pt", "mobilenetv2.pt"],
+                    "shufflenet_v2": ["shufflenet_v2_*.pt"], "resnet": ["resnet*.pt"]}[method]
         files = sorted(path for pattern in patterns for path in self.run_dir.glob(pattern))
         options = {key: value for key, value in asdict(self.options).items() if key not in ("methods", "show_progress")}
         key = {"files": {str(path.relative_to(self.run_dir)): [path.stat().st_size, path.stat().st_mtime_ns]

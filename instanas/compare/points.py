@@ -125,6 +125,14 @@ class PointScorer:
         archs = np.broadcast_to(arch, (len(correct), *arch.shape))
         return self.dynamic_point(method, point, correct, archs, metagraph.child, 0.0, None, frontier=True)
 
+    def static_point(self, method: str, point: str, network: nn.Module, lut_ms: float) -> dict:
+        """A network outside the space, the same for every image: its LUT figure is ``lut_ms`` (NaN: none), and
+        with ``--measure`` it is measured once."""
+        correct, _ = self.per_image(lambda images: (network(images), None))
+        measured = self.time(network) if self.options.measure else np.nan
+        return self.row(method, point, correct, np.full(len(correct), lut_ms), np.full(len(correct), measured),
+                        frontier=True)
+
     def row(self, method: str, point: str, correct: np.ndarray, lut_ms: np.ndarray, measured_ms: np.ndarray,
              frontier: bool) -> dict:
         covered = measured_ms[~np.isnan(measured_ms)]
