@@ -2,6 +2,7 @@
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,19 @@ def test_every_relative_link_resolves(page):
     for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
         if not re.match(r"[a-z]+://", target):
             assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+def test_the_cluttered_pipeline_is_one_command_that_profiles_first(tmp_path):
+    """``make -f docs/results/compare-cluttered/run.mk`` (dry run): the LUT is profiled and calibrated before any
+    training, the critical chain (pre-training, search, InstaNAS's re-training) comes before the baselines, and every
+    target's wall time is recorded."""
+    dry = subprocess.run(["make", "-n", "-f", "docs/results/compare-cluttered/run.mk", f"RUN={tmp_path}"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    first = {name: next(i for i, line in enumerate(lines) if name in line)
+             for name in ("instanas profile", "instanas calibrate", "--stage pretrain", "--stage search",
+                          "--method oneshot")}
+    assert first["instanas profile"] < first["instanas calibrate"] < first["--stage pretrain"]
+    assert first["--stage search"] < first["--method oneshot"], "the search before the baselines"
+    assert "--dataset cluttered-mnist" in dry.stdout and "wall-times.txt" in dry.stdout

@@ -3,7 +3,8 @@
 # MobileNetV2 widths, one-shot frontier points, InstaNAS snapshots, BlockDrop's joint stage, ConvNet-AIG); BlockDrop's
 # curriculum 10 epochs (one per droppable cell); 150 one-shot children, three of their frontier points re-trained;
 # three InstaNAS snapshots re-trained (search epochs 0, 4, 7).
-# Run from the repository root, with `instanas` on PATH (a LUT profiled and calibrated on this machine):
+# Run from the repository root, with `instanas` on PATH (a LUT profiled and calibrated on this machine; a LUT file
+# that does not exist yet is made first, into $(RUN)/lut, before any training):
 #
 #     make -j2 -f docs/results/compare-digits/run.mk LUT=docs/results/compare-digits/lut-res32.json
 #
@@ -40,23 +41,34 @@ BASELINES ?= --blockdrop-curriculum-epochs 10 --blockdrop-joint-epochs 12 --aig-
 TRAINING = $(TIMED) env OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) --retrain \
 	--measure 0 --out $(RUN)/compare --method
 
-# make -j2 starts the first buildable target of this list whenever a slot frees: the longest chain (pre-training, then
-# one-shot's scoring and three re-trainings) starts as early as it can, the baselines and the search fill the other slot
-all: $(DONE)/pretrain $(DONE)/mobilenetv2 $(DONE)/oneshot $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig \
-	$(DONE)/search $(DONE)/instanas
+# make -j2 starts the first buildable target of this list whenever a slot frees: the critical chain (pre-training,
+# search, InstaNAS's re-training) starts each step as soon as it can, the baselines fill the other slot (listed after
+# it: when one-shot came first, the search waited behind three baselines, 40 minutes of the cluttered run)
+all: $(DONE)/pretrain $(DONE)/mobilenetv2 $(DONE)/search $(DONE)/instanas $(DONE)/widths $(DONE)/oneshot \
+	$(DONE)/blockdrop $(DONE)/convnet-aig
 	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) DATASET=$(DATASET) RES=$(RES) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) \
 		TRAIN_FLAGS="$(TRAIN_FLAGS)" PRETRAIN_EPOCHS=$(PRETRAIN_EPOCHS) SEARCH_EPOCHS=$(SEARCH_EPOCHS) \
 		FINETUNE_EPOCHS=$(FINETUNE_EPOCHS) BASELINES="$(BASELINES)" PRETRAIN_NEEDS=$(PRETRAIN_NEEDS) $(DONE)/compare
 
+# The LUT, when its file does not exist yet: this machine profiled and calibrated into $(RUN)/lut before any training
+# starts (every job waits for it: nothing is timed beside training)
+$(LUT):
+	mkdir -p $(RUN)
+	test -e $(RUN)/.profiled || { $(subst $(notdir $@),profile,$(TIMED)) env INSTANAS_LUT_DIR=$(RUN)/lut \
+		instanas profile -r $(RES) && touch $(RUN)/.profiled; }
+	$(subst $(notdir $@),calibrate,$(TIMED)) env INSTANAS_LUT_DIR=$(RUN)/lut instanas calibrate -r $(RES) -n 300 \
+		--wait-for-speed 1 --out $(RUN)/calibrate-$(RES) --resume
+	cp "$$(ls -t $(RUN)/lut/*/res$(RES)-v*.json | head -1)" $@
+
 # with TRAIN_FLAGS="--pretrain-init mobilenetv2 …", also PRETRAIN_NEEDS=mobilenetv2: pre-training starts from it
-$(DONE)/pretrain: $(addprefix $(DONE)/,$(PRETRAIN_NEEDS))
+$(DONE)/pretrain: $(addprefix $(DONE)/,$(PRETRAIN_NEEDS)) | $(LUT)
 	mkdir -p $(DONE)
 	$(TRAIN) --stage pretrain
 	touch $@
 $(DONE)/search: $(DONE)/pretrain
 	$(TRAIN) --stage search
 	touch $@
-$(DONE)/mobilenetv2:
+$(DONE)/mobilenetv2: | $(LUT)
 	mkdir -p $(DONE)
 	$(TRAIN) --stage mobilenetv2
 	touch $@
