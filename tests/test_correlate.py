@@ -146,12 +146,15 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     lut.parent.mkdir(parents=True)
     shutil.copy(profiled, lut)
     measured = tmp_path / "calibration"
-    result = cli("calibrate", *QUICK, "-n", "12", "--lut", str(lut), "--store", str(store), "--out", str(measured))
+    result = cli("calibrate", *QUICK, "-n", "12", "--repeat", "0.25", "--lut", str(lut), "--store", str(store),
+                 "--out", str(measured))
     # the default fits a speed exponent
     assert result.returncode == 0, result.stderr
     assert sorted(path.name for path in lut.parent.glob("*.json")) == ["res32-v1.json", "res32-v2.json"]
     calibrated = load_table(lut.parent / "res32-v2.json")
     assert calibrated.calibration["children"] == 12 and calibrated.default_mode == "calibrated"
+    assert calibrated.calibration["noise_pairs"] == 3 and calibrated.calibration["noise_pct"] > 0
+    assert "the machine's noise meanwhile" in result.stdout
     assert calibrated.meta["derived_from"]["content_hash"] == load_table(profiled).content_hash
     calibration_archs = set(pd.read_csv(measured / "results.csv")["arch"])
 

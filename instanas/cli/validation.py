@@ -273,11 +273,16 @@ def calibrate(
                                harness, mode="plain", resume=resume, wait_for_speed=wait_for_speed)
     calibration = calibration_from_results(table, out_dir / "results.csv", model, speed_correction, weighting) | {
         "measurements": report_path(out_dir), "harness": harness.settings()}
+    if noise := report.get("repeat"):  # how steady the machine was while the fit's children were timed
+        calibration["noise_pct"], calibration["noise_pairs"] = noise["noise_pct"], noise["pairs"]
     calibrated = save_calibrated(table, calibration, store)
     terms = calibration.get("terms", ["scale", "ms per module", "ms per network"])
     values = calibration.get("coefficients") or [calibration[key] for key in ("scale", "per_module_ms", "per_network_ms")]
     typer.echo(f"{calibrated.path}: {model} calibration fitted on {calibration['children']} children "
                f"(plain sum there: Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %)")
+    if "noise_pct" in calibration:
+        typer.echo(f"  the machine's noise meanwhile: {calibration['noise_pct']:.2f} % per measurement "
+                   f"({calibration['noise_pairs']} children timed twice)")
     for term, value in zip(terms, values):
         typer.echo(f"  {term}: {value:.4f}")
     if "speed_exponent" in calibration:
