@@ -25,12 +25,19 @@ def lut_rows() -> list[str]:
     return rows
 
 
-def comparison_rows() -> list[str]:
-    table = pd.read_csv(RESULTS / "compare-digits" / "table.csv")
+def comparison_rows(folder: str) -> list[str]:
+    """The re-trained points of a comparison; on cluttered data also how an image's latency follows its clutter."""
+    table = pd.read_csv(RESULTS / folder / "table.csv")
     chosen = table[table["method"].isin(["mobilenetv2", "oneshot-retrained", "blockdrop", "convnet-aig", "instanas"])]
-    rows = ["| method | point | accuracy | latency, measured (ms) |", "|---|---|---|---|"]
+    clutter = "spearman_latency_vs_clutter" in chosen and chosen["spearman_latency_vs_clutter"].notna().any()
+    rows = ["| method | point | accuracy | latency, measured (ms) |" + (" Spearman latency vs clutter |" if clutter else ""),
+            "|---|---|---|---|" + ("---|" if clutter else "")]
     for item in chosen.itertuples():
-        rows.append(f"| {item.method} | {item.point} | {100 * item.accuracy:.2f} % | {item.measured_ms_mean:.2f} |")
+        row = f"| {item.method} | {item.point} | {100 * item.accuracy:.2f} % | {item.measured_ms_mean:.2f} |"
+        if clutter:
+            spearman = item.spearman_latency_vs_clutter
+            row += " — |" if pd.isna(spearman) else f" {spearman:+.2f} |"
+        rows.append(row)
     return rows
 
 
@@ -44,7 +51,12 @@ def headline() -> str:
         "Digits, 32 px, every method trained by the committed code at one budget "
         "([docs/results/compare-digits/](docs/results/compare-digits/)):",
         "",
-        *comparison_rows(),
+        *comparison_rows("compare-digits"),
+        *(["",
+           "Cluttered MNIST, 32 px, images that differ in difficulty, every method at one budget of about two hours "
+           "([docs/results/compare-cluttered/](docs/results/compare-cluttered/)):",
+           "",
+           *comparison_rows("compare-cluttered")] if (RESULTS / "compare-cluttered" / "table.csv").exists() else []),
     ])
 
 
