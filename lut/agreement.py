@@ -18,17 +18,23 @@ REPEAT_STREAM = 7_919  # seeds the choice of the children timed twice
 
 
 def repeated_children(n: int, share: float) -> np.ndarray:
-    """The children timed twice: ``ceil(share · n)`` of them, a fixed choice, in index order."""
-    count = min(n, int(np.ceil(share * n - 1e-9))) if share > 0 else 0
-    return np.sort(np.random.default_rng(REPEAT_STREAM).choice(n, count, replace=False))
+    """The children timed twice: ``ceil(share · n)`` of them (at most half), a fixed choice among the first half of
+    the run, in index order, so that each second measurement can come half a run after its first."""
+    first_half = n - _delay(n)
+    count = min(first_half, int(np.ceil(share * n - 1e-9))) if share > 0 else 0
+    return np.sort(np.random.default_rng(REPEAT_STREAM).choice(first_half, count, replace=False))
+
+
+def _delay(n: int) -> int:
+    return max(n // 2, 1)
 
 
 def measurement_plan(n: int, repeated: np.ndarray) -> list[int]:
     """The order of measurements: ``0 … n-1`` time each child once, in order; ``n + j`` times ``repeated[j]`` again
-    half a run after its first measurement (its two timings meet the machine at different moments)."""
-    delay = max(n // 2, 1)
+    half a run after its first measurement (its two timings meet the machine at different moments); a child of the
+    second half, which :func:`repeated_children` does not choose, would go last."""
     keys = [(float(child), child) for child in range(n)]
-    keys += [(min(int(child) + delay, n - 1) + 0.5, n + j) for j, child in enumerate(repeated)]
+    keys += [(min(int(child) + _delay(n), n - 1) + 0.5, n + j) for j, child in enumerate(repeated)]
     return [measurement for _, measurement in sorted(keys)]
 
 

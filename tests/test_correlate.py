@@ -484,7 +484,8 @@ def test_noise_corrected_error_recovers_a_known_model_error():
 
 def test_repeats_come_half_a_run_after_their_first_measurement():
     assert len(repeated_children(10_000, 0.1)) == 1000 and len(repeated_children(20, 0.1)) == 2
-    assert len(repeated_children(5, 0)) == 0
+    assert len(repeated_children(5, 0)) == 0 and len(repeated_children(10, 1.0)) == 5, "at most half"
+    assert repeated_children(10_000, 0.1).max() < 5000, "chosen in the first half: each repeat half a run later"
     plan = measurement_plan(10, np.array([1, 8]))
     assert sorted(plan) == list(range(12))
     assert [m for m in plan if m < 10] == list(range(10)), "first measurements in order"
