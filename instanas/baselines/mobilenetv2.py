@@ -12,7 +12,7 @@ from instanas.metagraph import Head, Stem
 from instanas.modules import InvertedResidual
 from instanas.space import HEAD_CHANNELS, STEM_CHANNELS, search_space
 from instanas.training.loop import Trainer
-from instanas.training.stages import Retrain
+from instanas.training.stages import StaticRetrain
 
 
 def scaled(channels: int, width: float, divisor: int = 8) -> int:
@@ -54,17 +54,12 @@ def stage_name(width: float) -> str:
     return "mobilenetv2" if width == 1.0 else f"mobilenetv2-{width:g}x"
 
 
-class WidthBaseline(Retrain):
+class WidthBaseline(StaticRetrain):
     """MobileNetV2 at ``width`` (≠ 1.0), the same recipe and epochs as the run's ``mobilenetv2`` stage."""
-
-    state_key = "network"
 
     def __init__(self, trainer: Trainer, resume: bool, width: float):
         self.width, self.name = width, stage_name(width)
         super().__init__(trainer, resume)
-
-    def choose(self, images: Tensor) -> None:
-        return None  # a static network
 
     def build(self) -> nn.Module:
         trainer = self.trainer

@@ -10,7 +10,7 @@ the classifier's input). They lie outside the search space: their latency is mea
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torchvision import models
 
 from instanas.baselines.settings import RESNET_DEPTHS, SHUFFLENET_WIDTHS
@@ -18,7 +18,7 @@ from instanas.batchnorm import recalibrate_batch_norm
 from instanas.errors import InstaNASError
 from instanas.metagraph import DEFAULT_NUM_CLASSES
 from instanas.training.loop import Trainer
-from instanas.training.stages import Retrain
+from instanas.training.stages import StaticRetrain
 
 _SHUFFLENETS = {0.5: models.shufflenet_v2_x0_5, 1.0: models.shufflenet_v2_x1_0, 1.5: models.shufflenet_v2_x1_5,
                 2.0: models.shufflenet_v2_x2_0}
@@ -78,18 +78,13 @@ def seeded_reference(name: str, resolution: int, seed: int = 0, num_classes: int
     return network.eval()
 
 
-class ReferenceBaseline(Retrain):
+class ReferenceBaseline(StaticRetrain):
     """One reference network trained as the run's MobileNetV2 widths are: the same recipe and epochs."""
-
-    state_key = "network"
 
     def __init__(self, trainer: Trainer, resume: bool, network: str):
         self.network_name = self.name = network
         _constructor(network)  # an unknown name fails before anything is built
         super().__init__(trainer, resume)
-
-    def choose(self, images: Tensor) -> None:
-        return None  # a static network
 
     def build(self) -> nn.Module:
         trainer = self.trainer

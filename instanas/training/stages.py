@@ -296,6 +296,16 @@ class Finetune(Retrain):
         return super().state() | {"controller": self.controller.state_dict(), "snapshot": self.snapshot.name}
 
 
+class StaticRetrain(Retrain):
+    """A network outside the meta-graph (a MobileNetV2 width, a torchvision reference) trained by the same recipe:
+    one network for every image; subclasses give its ``name`` and ``build`` it."""
+
+    state_key = "network"
+
+    def choose(self, images: Tensor) -> None:
+        return None
+
+
 class MobileNetV2Baseline(Retrain):
     """The MobileNetV2-like architecture (``mb3e6`` in every cell), same recipe and epochs as fine-tuning."""
 
