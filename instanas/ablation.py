@@ -1,11 +1,13 @@
 """``instanas ablation``: several training runs side by side, one setting changed in each (issue 13's table).
 
-Each run folder holds a search (``metrics-search.csv``) and, when it was re-trained, a ``finetune.pt``. Per run the
-table shows what differs from the first run's settings, where the search's greedy policy started and ended (LUT
-latency of its architectures, controller excluded, and accuracy with the shared weights, batch-norm statistics
-recalibrated), whether its latency fell epoch after epoch (Spearman of latency against epoch: −1 is a steady fall),
-and the re-trained policy against one MobileNetV2 1.0× (``baseline``): accuracy, latency with the controller, their
-ratio, distinct architectures, and the Spearman correlation of an image's latency with MobileNetV2's confidence in it.
+Each run folder holds a search (``metrics-search.csv``) and, when it was re-trained, a ``finetune.pt`` (or, re-trained
+by ``compare``, the last snapshot's ``finetune-epoch-NNN.pt``). Per run the table shows what differs from the first
+run's settings, how well pre-training left randomly drawn children (their validation accuracy at its last and its best
+epoch), where the search's greedy policy started and ended (LUT latency of its architectures, controller excluded, and
+accuracy with the shared weights, batch-norm statistics recalibrated), whether its latency fell epoch after epoch
+(Spearman of latency against epoch: −1 is a steady fall), and the re-trained policy against one MobileNetV2 1.0×
+(``baseline``): accuracy, latency with the controller, their ratio, distinct architectures, and the Spearman
+correlation of an image's latency with MobileNetV2's confidence in it and, on cluttered digits, with its clutter.
 """
 
 from __future__ import annotations
@@ -43,6 +45,23 @@ def differences(settings: dict, reference: dict) -> str:
     return ", ".join(changed) or "—"
 
 
+def retrained_policy(run: Path, search_epochs: int) -> Path | None:
+    """The run's re-trained policy: ``finetune.pt``, else ``compare``'s re-training of the last snapshot."""
+    for path in (run / "finetune.pt", run / f"finetune-epoch-{search_epochs - 1:03d}.pt"):
+        if path.exists():
+            return path
+    return None
+
+
+def pretraining_accuracy(run: Path) -> dict:
+    """Randomly drawn children's validation accuracy at the end of pre-training and at its best epoch."""
+    path = run / "metrics-pretrain.csv"
+    if not path.exists():
+        return {"pretrain_last_accuracy": np.nan, "pretrain_best_accuracy": np.nan}
+    accuracy = pd.read_csv(path)["val_accuracy"]
+    return {"pretrain_last_accuracy": accuracy.iloc[-1], "pretrain_best_accuracy": accuracy.max()}
+
+
 def ablation_row(run: Path, reference: dict, table, baseline: Path, out: Path) -> dict:
     search = pd.read_csv(run / "metrics-search.csv")
     first, last = search.iloc[0], search.iloc[-1]
@@ -50,14 +69,15 @@ def ablation_row(run: Path, reference: dict, table, baseline: Path, out: Path) -
     row = {
         "run": run.name,
         "changed": differences(settings_of(run), reference),
+        **pretraining_accuracy(run),
         "search_epochs": len(search),
         "greedy_first_ms": first["val_lut_ms"], "greedy_first_accuracy": first["val_accuracy"],
         "greedy_last_ms": last["val_lut_ms"], "greedy_last_accuracy": last["val_accuracy"],
         "latency_trend_spearman": trend,
         "last_distinct_architectures": last.get("val_distinct_architectures", np.nan),
     }
-    if (run / "finetune.pt").exists():
-        report = evaluate_run(run, table, measure=0, baseline=baseline, out=out / run.name)
+    if checkpoint := retrained_policy(run, len(search)):
+        report = evaluate_run(run, table, checkpoint=checkpoint, measure=0, baseline=baseline, out=out / run.name)
         versus = report["mobilenetv2"]
         row |= {
             "retrained_accuracy": report["accuracy"], "retrained_ms": report["lut_ms"]["mean"],
@@ -65,6 +85,7 @@ def ablation_row(run: Path, reference: dict, table, baseline: Path, out: Path) -
             "latency_ratio": versus["instanas_lut_ms_ratio"],
             "distinct_architectures": report["distinct_architectures"],
             "spearman_vs_mobilenetv2_confidence": versus["spearman_latency_vs_baseline_confidence"],
+            "spearman_vs_clutter": report.get("spearman_latency_vs_clutter", np.nan),
         }
     return row
 
@@ -73,19 +94,26 @@ def markdown(frame: pd.DataFrame) -> str:
     def number(value, form: str) -> str:
         return "—" if value is None or pd.isna(value) else format(value, form)
 
-    lines = ["| run | changed from the first | search: greedy ms, accuracy (first → last epoch) | latency trend | "
-             "re-trained: accuracy | ms (controller incl.) | / MobileNetV2 | architectures | Spearman vs MBV2 conf. |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    def percent(value) -> str:
+        return number(None if value is None or pd.isna(value) else 100 * value, ".1f")
+
+    cluttered = "spearman_vs_clutter" in frame and frame["spearman_vs_clutter"].notna().any()
+    lines = ["| run | changed from the first | pre-training: random children, last (best) | "
+             "search: greedy ms, accuracy (first → last epoch) | latency trend | re-trained: accuracy | "
+             "ms (controller incl.) | / MobileNetV2 | architectures | Spearman vs MBV2 conf. |"
+             + (" Spearman vs clutter |" if cluttered else ""),
+             "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if cluttered else "")]
     for row in frame.to_dict("records"):
         search = (f"{row['greedy_first_ms']:.2f} ms, {100 * row['greedy_first_accuracy']:.1f} % → "
                   f"{row['greedy_last_ms']:.2f} ms, {100 * row['greedy_last_accuracy']:.1f} %")
-        accuracy = row.get("retrained_accuracy")
+        pretraining = f"{percent(row.get('pretrain_last_accuracy'))} % ({percent(row.get('pretrain_best_accuracy'))} %)"
         lines.append(
-            f"| {row['run']} | {row['changed']} | {search} | {number(row['latency_trend_spearman'], '+.2f')} | "
-            f"{number(None if accuracy is None else 100 * accuracy, '.1f')} % | "
+            f"| {row['run']} | {row['changed']} | {pretraining} | {search} | "
+            f"{number(row['latency_trend_spearman'], '+.2f')} | {percent(row.get('retrained_accuracy'))} % | "
             f"{number(row.get('retrained_ms'), '.2f')} | "
             f"{number(row.get('latency_ratio'), '.3f')} | {number(row.get('distinct_architectures'), '.0f')} | "
-            f"{number(row.get('spearman_vs_mobilenetv2_confidence'), '+.3f')} |")
+            f"{number(row.get('spearman_vs_mobilenetv2_confidence'), '+.3f')} |"
+            + (f" {number(row.get('spearman_vs_clutter'), '+.3f')} |" if cluttered else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -80,12 +80,11 @@ def source_scans(train: bool, source: str = "digits") -> tuple[np.ndarray, np.nd
     return images[chosen], labels[chosen], chosen
 
 
-def _upsampled(scan: np.ndarray, side: int) -> np.ndarray:
-    """``scan`` resized to ``side`` (anti-aliased where it shrinks: a 28 px MNIST digit at 12 px)."""
-    image = torch.from_numpy(scan)[None, None]
-    resized = functional.interpolate(image, size=side, mode="bilinear", align_corners=False,
-                                     antialias=side < len(scan))
-    return resized[0, 0].clamp(0, 1).numpy()
+def _upsampled(scans: np.ndarray, side: int) -> np.ndarray:
+    """``scans`` ``(N, s, s)`` resized to ``side`` (anti-aliased where they shrink: a 28 px MNIST digit at 12 px)."""
+    resized = functional.interpolate(torch.from_numpy(scans)[:, None], size=side, mode="bilinear",
+                                     align_corners=False, antialias=side < scans.shape[-1])
+    return resized[:, 0].clamp(0, 1).numpy()
 
 
 def _paste(canvas: np.ndarray, patch: np.ndarray, y: int, x: int) -> None:
@@ -97,30 +96,40 @@ def _paste(canvas: np.ndarray, patch: np.ndarray, y: int, x: int) -> None:
 def generate(protocol: ClutterProtocol, train: bool, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
     """The split's images ``(N, 3, canvas, canvas)`` in [0, 1], labels, and per image its difficulty: ``clutter``
     (fragments added), ``digit_side``, ``digit_y``/``digit_x`` (top-left corner), ``scan`` (the source scan's
-    index in its source) and ``fragment_scans`` (the scans the fragments were cut from, space-separated)."""
+    index in its source) and ``fragment_scans`` (the scans the fragments were cut from, space-separated).
+
+    Every placement is drawn first; then, one side at a time, every scan needed at that side is resized in one batch
+    and pasted. Pixels combine by their maximum, so the order of pasting does not change an image."""
     scans, labels, scan_ids = source_scans(train, protocol.source)
     rng = np.random.default_rng([seed, int(train), protocol.canvas])
-    size, low, high = protocol.canvas, *protocol.digit_side
+    size, low, high, piece = protocol.canvas, *protocol.digit_side, protocol.fragment_side
     images = np.zeros((len(scans) * protocol.copies, size, size), dtype=np.float32)
+    pastes = []  # (side, image, scan, crop top, crop left, crop side, canvas y, canvas x)
     rows = []
     for index in range(len(images)):
         source = index % len(scans)
         side = int(rng.integers(low, high + 1))
         y, x = (int(value) for value in rng.integers(0, size - side + 1, size=2))
-        _paste(images[index], _upsampled(scans[source], side), y, x)
+        pastes.append((side, index, source, 0, 0, side, y, x))
         clutter = int(rng.integers(0, protocol.max_fragments + 1))
         fragment_scans = []
         for _ in range(clutter):
             other = int(rng.integers(len(scans) - 1))
             other += other >= source  # any other scan of the split
             fragment_scans.append(str(scan_ids[other]))
-            big = _upsampled(scans[other], int(rng.integers(low, high + 1)))
-            top, left = (int(value) for value in rng.integers(0, len(big) - protocol.fragment_side + 1, size=2))
-            fragment = big[top : top + protocol.fragment_side, left : left + protocol.fragment_side]
-            where = rng.integers(0, size - protocol.fragment_side + 1, size=2)
-            _paste(images[index], fragment, int(where[0]), int(where[1]))
+            big = int(rng.integers(low, high + 1))
+            top, left = (int(value) for value in rng.integers(0, big - piece + 1, size=2))
+            where = rng.integers(0, size - piece + 1, size=2)
+            pastes.append((big, index, other, top, left, piece, int(where[0]), int(where[1])))
         rows.append({"clutter": clutter, "digit_side": side, "digit_y": y, "digit_x": x,
                      "scan": int(scan_ids[source]), "fragment_scans": " ".join(fragment_scans)})
+    plan = pd.DataFrame(pastes, columns=["side", "image", "scan", "top", "left", "crop", "y", "x"])
+    for side, group in plan.groupby("side"):
+        needed = np.unique(group["scan"].to_numpy())
+        resized = _upsampled(scans[needed], int(side))
+        rows_of = np.searchsorted(needed, group["scan"].to_numpy())
+        for row, (_, image, _, top, left, crop, y, x) in zip(rows_of, group.itertuples(index=False)):
+            _paste(images[image], resized[row, top : top + crop, left : left + crop], y, x)
     tensor = torch.from_numpy(images)[:, None].repeat(1, 3, 1, 1)
     return tensor, torch.from_numpy(np.tile(labels, protocol.copies)), pd.DataFrame(rows)
 

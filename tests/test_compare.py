@@ -304,6 +304,26 @@ def test_reference_networks_train_a_step_at_small_resolutions(resolution):
     assert full.conv1.stride == (2, 2) and isinstance(full.maxpool, nn.MaxPool2d), "torchvision's own at 224 px"
 
 
+def test_every_offered_reference_is_torchvisions_and_the_defaults_are_offered():
+    """The CLI's torch-free lists of widths and depths and torchvision's builders are one list: each offered name
+    builds torchvision's network of that name, and the defaults are among them."""
+    from torchvision import models
+
+    from instanas.baselines.settings import (
+        RESNET_DEPTHS,
+        SHUFFLENET_WIDTHS,
+        TORCHVISION_RESNET_DEPTHS,
+        TORCHVISION_SHUFFLENET_WIDTHS,
+    )
+
+    offered = reference_names(TORCHVISION_SHUFFLENET_WIDTHS, TORCHVISION_RESNET_DEPTHS)
+    assert set(offered) <= set(models.list_models(module=models))
+    assert set(reference_names()) <= set(offered) and set(SHUFFLENET_WIDTHS) <= set(TORCHVISION_SHUFFLENET_WIDTHS)
+    assert set(RESNET_DEPTHS) <= set(TORCHVISION_RESNET_DEPTHS)
+    assert [p.numel() for p in reference_network("shufflenet_v2_x1_0", 224, 1000).parameters()] == [
+        p.numel() for p in models.shufflenet_v2_x1_0().parameters()]
+
+
 def test_compare_reference_networks_are_measured_on_the_tables_scale(profiled, trained_run, cli):
     """ShuffleNet v2 and ResNet rows: accuracy, no LUT estimate, measured latency; the frontier then uses measured
     latency for every method. The same paired path measures the MobileNetV2-like child (the reference network's

@@ -216,7 +216,8 @@ def test_resumed_search_refuses_another_lut_or_optimiser(trained_run, profiled, 
 
 def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_path, cli):
     """Two run folders, the second with another reward and a shorter search: one row each, the changes named, the
-    search plotted."""
+    search plotted; pre-training's random children and, on cluttered digits, the Spearman with clutter reported; a
+    policy re-trained by ``compare`` (``finetune-epoch-NNN.pt`` of the last snapshot) counts as the re-trained one."""
     other = tmp_path / "paper-reward"
     other.mkdir()
     from conftest import EPOCHS, TINY
@@ -234,4 +235,16 @@ def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_pa
     assert list(frame["changed"]) == ["—", "reward paper, search_epochs 1"], "every setting that differs is named"
     assert frame.loc[0, "retrained_accuracy"] >= 0 and np.isnan(frame.loc[1, "retrained_accuracy"])
     assert frame["greedy_last_ms"].gt(0).all() and (out / "search.png").read_bytes()[:4] == b"\x89PNG"
+    pretraining = pd.read_csv(trained_run / "metrics-pretrain.csv")["val_accuracy"]
+    assert (frame["pretrain_last_accuracy"] == pretraining.iloc[-1]).all()
+    assert (frame["pretrain_best_accuracy"] == pretraining.max()).all()
+    assert -1 <= frame.loc[0, "spearman_vs_clutter"] <= 1 or np.isnan(frame.loc[0, "spearman_vs_clutter"])
     assert "| paper-reward | reward paper, search_epochs 1 |" in (out / "ablation.md").read_text()
+    assert "Spearman vs clutter" in (out / "ablation.md").read_text()
+
+    shutil.copy(trained_run / "finetune.pt", other / "finetune-epoch-000.pt")  # as compare names its re-training
+    again = cli("ablation", "--run", str(trained_run), "--run", str(other), "--baseline",
+                str(trained_run / "mobilenetv2.pt"), "--lut", str(profiled), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    frame = pd.read_csv(out / "ablation.csv")
+    assert frame.loc[1, "retrained_accuracy"] == frame.loc[0, "retrained_accuracy"], "the same policy, evaluated"

@@ -13,17 +13,17 @@ import torch
 from torch import nn
 from torchvision import models
 
-from instanas.baselines.settings import RESNET_DEPTHS, SHUFFLENET_WIDTHS
+from instanas.baselines.settings import (
+    RESNET_DEPTHS,
+    SHUFFLENET_WIDTHS,
+    TORCHVISION_RESNET_DEPTHS,
+    TORCHVISION_SHUFFLENET_WIDTHS,
+)
 from instanas.batchnorm import recalibrate_batch_norm
 from instanas.errors import InstaNASError
 from instanas.metagraph import DEFAULT_NUM_CLASSES
 from instanas.training.loop import Trainer
 from instanas.training.stages import StaticRetrain
-
-_SHUFFLENETS = {0.5: models.shufflenet_v2_x0_5, 1.0: models.shufflenet_v2_x1_0, 1.5: models.shufflenet_v2_x1_5,
-                2.0: models.shufflenet_v2_x2_0}
-_RESNETS = {18: models.resnet18, 34: models.resnet34, 50: models.resnet50, 101: models.resnet101,
-            152: models.resnet152}
 
 
 def reference_names(shufflenet_widths=SHUFFLENET_WIDTHS, resnet_depths=RESNET_DEPTHS) -> list[str]:
@@ -34,6 +34,11 @@ def reference_names(shufflenet_widths=SHUFFLENET_WIDTHS, resnet_depths=RESNET_DE
 def shufflenet_name(width: float) -> str:
     """torchvision's name: ``shufflenet_v2_x0_5`` for 0.5×, ``shufflenet_v2_x1_0`` for 1.0×."""
     return f"shufflenet_v2_x{width:.1f}".replace(".", "_")
+
+
+# the settings' torch-free lists (the CLI checks its options against them) name torchvision's builders: one list
+_SHUFFLENETS = {width: getattr(models, shufflenet_name(width)) for width in TORCHVISION_SHUFFLENET_WIDTHS}
+_RESNETS = {depth: getattr(models, f"resnet{depth}") for depth in TORCHVISION_RESNET_DEPTHS}
 
 
 def is_reference(text: str) -> bool:
