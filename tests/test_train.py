@@ -16,9 +16,10 @@ from instanas.cluttered import PROTOCOLS
 from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import Cutout, load_dataset
 from instanas.errors import DatasetError, LUTError
+from instanas.metagraph import MetaGraph
 from instanas.reward import LatencyBounds, instance_reward, latency_reward
 from instanas.space import REQUIRED_CELLS, mobilenetv2_architecture, parse_architecture, smallest_architecture
-from instanas.training.checkpoints import load_checkpoint, read_run, record_run
+from instanas.training.checkpoints import load_checkpoint, read_run, record_run, save_checkpoint
 from instanas.training.config import TrainConfig
 from instanas.training.loop import Trainer
 from instanas.training.runtime import Workers
@@ -304,6 +305,32 @@ def test_pretraining_can_start_from_the_runs_trained_mobilenetv2(trained_run, tm
     for key in ("stem.0.0.weight", "cells.5.options.0.body.1.0.weight", "cells.5.options.0.body.1.1.running_var",
                 "head.3.weight"):
         assert torch.equal(started.metagraph.state_dict()[key], trained[key]), key
+
+
+def test_pretraining_with_adam_and_checkpoints_saved_before_the_option(tmp_path, cli):
+    """--pretrain-optimizer adam pre-trains with Adam at --pretrain-lr; a checkpoint saved before the option existed
+    resumes as SGD (what it was trained with), and is refused for Adam naming the setting; an unknown optimiser is
+    one line."""
+    run = tmp_path / "run"
+    command = ("train", *TINY, "--dataset", "digits", "--limit-train", BATCH, "--limit-val", BATCH, "--holdout", "0",
+               "--stage", "pretrain", "--out", str(run), "--no-tensorboard")
+    trained = cli(*command, "--pretrain-epochs", "1", "--pretrain-optimizer", "adam", "--pretrain-lr", "0.01")
+    assert trained.returncode == 0, trained.stderr
+    state = load_checkpoint(run / "pretrain.pt")
+    assert state["settings"]["pretrain_optimizer"] == "adam" and "exp_avg" in state["optimizer"]["state"][0]
+    assert np.isfinite(pd.read_csv(run / "metrics-pretrain.csv")["train_loss"]).all()
+    del state["settings"]["pretrain_optimizer"]  # as pretrain.pt was saved before the option
+    state["settings"]["pretrain_lr"] = 0.1
+    state["optimizer"] = torch.optim.SGD(MetaGraph(32, 10).parameters(), lr=0.1).state_dict()
+    save_checkpoint(run / "pretrain.pt", state)
+    config = TrainConfig(dataset="digits", workers=0, limit_train=int(BATCH), limit_val=int(BATCH), holdout=0,
+                         pretrain_batch=int(BATCH), pretrain_epochs=1)
+    settings = Pretrain(Trainer(config, run, Workers(), show_progress=False, tensorboard=False), resume=True).settings
+    assert settings["pretrain_optimizer"] == "sgd"
+    refused = cli(*command, "--pretrain-epochs", "1", "--pretrain-optimizer", "adam", "--resume")
+    assert refused.returncode == 2 and "saved with other settings (pretrain_optimizer)" in refused.stderr, refused.stderr
+    unknown = cli(*command, "--pretrain-optimizer", "rmsprop")
+    assert unknown.returncode == 2 and "unknown pre-training optimizer 'rmsprop'" in unknown.stderr
 
 
 def test_an_unknown_dataset_or_a_run_folder_of_another_one_is_one_line(trained_run, cli):

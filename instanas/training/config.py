@@ -13,6 +13,9 @@ from instanas.space import check_merge
 STAGES = ("pretrain", "search", "finetune", "mobilenetv2")
 PRETRAIN_SCHEDULES = ("shrinking", "paper")
 PRETRAIN_INITS = ("scratch", "mobilenetv2")  # where pre-training starts: see Pretrain
+PRETRAIN_OPTIMIZERS = ("sgd", "adam")  # the paper's SGD, or re-training's Adam: see Pretrain
+# what checkpoints saved before a stage setting existed were trained with
+SETTING_DEFAULTS = {"pretrain_optimizer": "sgd"}
 REQUIRES = {"search": "pretrain", "finetune": "search"}
 REWARDS = ("graded", "paper")  # the latency reward: see instanas.reward
 MEMORY_FORMATS = ("channels_last", "contiguous")  # how activations are laid out in training: see Trainer
@@ -53,6 +56,7 @@ class TrainConfig:
     final_drop_path: float = 0.5
     pretrain_schedule: str = "shrinking"  # "paper": one drop rate for all, step decay; see Pretrain
     pretrain_init: str = "scratch"  # "mobilenetv2": from the run's trained MobileNetV2 stage; see Pretrain
+    pretrain_optimizer: str = "sgd"  # "adam": re-training's optimiser at --pretrain-lr; see Pretrain
     # stage 2: joint search
     search_epochs: int = 100
     controller_lr: float = 1e-3
@@ -89,6 +93,7 @@ class TrainConfig:
         check_reward(self.reward)
         check_choice(self.pretrain_schedule, PRETRAIN_SCHEDULES, "pre-training schedule")
         check_choice(self.pretrain_init, PRETRAIN_INITS, "pre-training start")
+        check_choice(self.pretrain_optimizer, PRETRAIN_OPTIMIZERS, "pre-training optimizer")
         check_choice(self.memory_format, MEMORY_FORMATS, "memory format")
         if not 0 <= self.holdout < 1:
             raise ConfigError(f"held-out share {self.holdout} must lie in [0, 1)")

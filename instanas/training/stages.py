@@ -44,12 +44,13 @@ class Pretrain(Stage):
 
     ``pretrain_init``: from scratch (the paper), or from the run's trained ``mobilenetv2`` stage — a meta-graph
     whose stem, head and ``mb3e6`` modules are trained — so the other modules learn beside a backbone that already
-    classifies.
+    classifies. ``pretrain_optimizer``: SGD with Nesterov momentum and weight decay (the paper), or Adam at
+    ``pretrain_lr`` without weight decay, the optimiser that re-trains every network here in a few epochs.
     """
 
     name = "pretrain"
     setting_keys = ("pretrain_epochs", "pretrain_lr", "pretrain_batch", "momentum", "weight_decay", "final_drop_path",
-                    "pretrain_schedule", "pretrain_init")
+                    "pretrain_schedule", "pretrain_init", "pretrain_optimizer")
 
     def __init__(self, trainer: Trainer, resume: bool):
         super().__init__(trainer, resume)
@@ -62,8 +63,11 @@ class Pretrain(Stage):
                                       "(no mobilenetv2.pt)")
             self.metagraph.load_state_dict(load_checkpoint(start)["metagraph"])
         self.model = self.workers.wrap(self.metagraph)
-        self.optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.pretrain_lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay, nesterov=True)
+        if config.pretrain_optimizer == "adam":
+            self.optimizer = torch.optim.Adam(self.metagraph.parameters(), lr=config.pretrain_lr)
+        else:
+            self.optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.pretrain_lr,
+                                             momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
         if config.pretrain_schedule == "paper":
             milestones = [int(config.pretrain_epochs * 0.5), int(config.pretrain_epochs * 0.75)]
             self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)
