@@ -328,7 +328,8 @@ def test_pretraining_with_adam_and_checkpoints_saved_before_the_option(tmp_path,
     settings = Pretrain(Trainer(config, run, Workers(), show_progress=False, tensorboard=False), resume=True).settings
     assert settings["pretrain_optimizer"] == "sgd"
     refused = cli(*command, "--pretrain-epochs", "1", "--pretrain-optimizer", "adam", "--resume")
-    assert refused.returncode == 2 and "saved with other settings (pretrain_optimizer)" in refused.stderr, refused.stderr
+    assert refused.returncode == 2, refused.stderr
+    assert "saved with other settings (pretrain_optimizer)" in refused.stderr, refused.stderr
     unknown = cli(*command, "--pretrain-optimizer", "rmsprop")
     assert unknown.returncode == 2 and "unknown pre-training optimizer 'rmsprop'" in unknown.stderr
 
