@@ -59,7 +59,7 @@ def test_recorded_parameters_describe_each_image(dataset):
     for index, row in plain.iterrows():
         expected = np.zeros((canvas, canvas), dtype=np.float32)
         side, y, x = row["digit_side"], row["digit_y"], row["digit_x"]
-        expected[y : y + side, x : x + side] = _upsampled(scans[row["scan"]], side)
+        expected[y : y + side, x : x + side] = _upsampled(scans[[row["scan"]]], side)[0]
         np.testing.assert_array_equal(images[index, 0].numpy(), expected)
         assert torch.equal(images[index, 0], images[index, 2]), "grey, as three equal channels"
 
