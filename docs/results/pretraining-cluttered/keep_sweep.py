@@ -22,20 +22,20 @@ import pandas as pd
 import torch
 
 from instanas.plots import png_figure
-from instanas.space import sample_architectures
 from instanas.training.checkpoints import RUN_KEYS, load_checkpoint, read_run
 from instanas.training.config import TrainConfig
 from instanas.training.loop import Trainer
 from instanas.training.runtime import Workers
+from instanas.training.stages import Pretrain
 
 KEEPS = (1.0, 0.75, 0.5, 0.25)
 
 
 def random_children(keep: float, seed: int):
-    """A chooser that gives every image its own child, each module kept with probability ``keep`` (seeded)."""
+    """A chooser that gives every image its own child, each module kept with probability ``keep`` (seeded): the
+    children pre-training draws at drop rate 1 − ``keep``."""
     rng = np.random.default_rng(seed)
-    return lambda images: torch.as_tensor(sample_architectures(len(images), keep=keep,
-                                                               seed=int(rng.integers(2**32))))
+    return lambda images: Pretrain.children(len(images), 1 - keep, rng, images.device)
 
 
 def sweep(run: Path) -> list[dict]:
