@@ -32,10 +32,12 @@ run: $(STAMP)
 	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas calibrate --resolution 32 -n 300 --wait-for-speed 1 --out $(MAIN_JOB)/calibrate-32
 	INSTANAS_LUT_DIR=$(MAIN_JOB)/lut $(BIN)/instanas correlate --resolution 32 -n 300 --wait-for-speed 1 --out $(MAIN_JOB)/correlate-32
 
-## The linter (ruff, configured in pyproject.toml), then the unit tests (CPU, a few minutes).
+## The linter (ruff, configured in pyproject.toml), then the unit tests (CPU, a few minutes): two workers, one core
+## each, by test file; then the tests that assert on measured speed (marked `timing`), alone on the machine.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q --durations=10 -n 2 --dist loadfile -m "not timing" tests
+	$(BIN)/python -m pytest -q --durations=5 -m timing tests
 
 ## Re-run the benchmarks, show them beside the committed baseline, and fail naming any benchmark past MAX_SLOWDOWN.
 bench-check: $(STAMP)

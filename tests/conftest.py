@@ -19,6 +19,13 @@ from profiler.fingerprint import fingerprint_id, machine_fingerprint
 # In-process timings and fingerprints of the tests see the allocator setting the CLI applies by default.
 set_allocator("pinned")
 
+# `make test` runs the tests on two pytest-xdist workers, one core each (the tests marked `timing` run after them,
+# alone, with the machine's threads): a second thread per worker, or per command a worker starts, would only
+# oversubscribe the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real ``instanas`` entry point in a fresh process, as a user would."""

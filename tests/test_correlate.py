@@ -195,6 +195,7 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     assert json.loads(plain_run.stdout)["estimate_ms"] == pytest.approx(plain)
 
 
+@pytest.mark.timing
 def test_entries_model_finds_an_entry_that_costs_more_inside_networks(profiled):
     """Children where the costliest entry costs 40 % more than its isolated timing (as a module can, inside a
     network): the ``entries`` model finds that entry's correction, and predicts other children better than ``cells``."""
@@ -387,6 +388,7 @@ def test_archs_and_n_together_are_refused(profiled, tmp_path, cli):
     assert both.returncode == 2 and "not both" in both.stderr
 
 
+@pytest.mark.timing
 def test_grouped_harness_agrees_with_the_paired_one_on_the_same_children():
     """Ratios of children timed four to a reference block match those timed with a reference block beside each.
 
@@ -446,6 +448,7 @@ def test_passes_time_each_child_again_beside_other_children():
     assert Harness(passes=2).settings()["passes"] == 2, "a resumed run must have the same passes"
 
 
+@pytest.mark.timing
 def test_children_timed_off_the_tables_speed_are_timed_again(profiled, tmp_path):
     """A table whose anchor says the machine ran three times faster: measurements stay off its speed until the wait
     is spent; then every child is recorded, once, as timed."""

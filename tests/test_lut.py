@@ -75,6 +75,7 @@ def test_table_round_trips(profiled):
     assert table.resolution == 32 and table.version == 1 and table.threads == 1
 
 
+@pytest.mark.timing
 def test_bigger_modules_cost_more(profiled):
     """Sanity of real measurements, as ratios within one table: mb5e6 does strictly more work than mb3e3."""
     table = load_table(profiled)
@@ -303,6 +304,7 @@ def test_diff_splits_the_estimates_move_into_anchor_and_ratios(profiled, tmp_pat
     assert "one profiling round" in text.stdout
 
 
+@pytest.mark.timing
 def test_a_profile_at_an_earlier_tables_speed_times_off_speed_entries_again(profiled):
     """A gate whose anchor says the machine ran three times faster: the first measurements are set aside, taken
     again at the end of their round, and each entry is still yielded once per round."""

@@ -22,6 +22,7 @@ def test_default_threads_is_physical_cores():
     assert 1 <= default_threads() <= (torch.get_num_threads() or 1) * 4
 
 
+@pytest.mark.timing
 def test_smallest_child_is_several_times_faster_than_full():
     """If unselected modules still ran, the two children would take about the same time."""
     torch.manual_seed(0)
@@ -36,6 +37,7 @@ def test_smallest_child_is_several_times_faster_than_full():
     assert max(ratios) > 4, ratios
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("grouped", [False, True], ids=["paired", "grouped"])
 def test_ratio_tracks_relative_work(grouped):
     """A module against itself gives a ratio near 1; the same layers run twice give about 2 — timed in pairs, or in
