@@ -25,6 +25,22 @@ def lut_rows() -> list[str]:
     return rows
 
 
+def noise_rows() -> list[str]:
+    """The validations that time a tenth of their children twice: the LUT against one measurement beside a second
+    measurement against the first, and the LUT's error with the measurement's noise taken out."""
+    rows = ["| run | children | LUT within ±5 % | repeat within ±5 % | one measurement's noise | "
+            "LUT error, noise taken out (95 %) | s / child |", "|---|---|---|---|---|---|---|"]
+    for folder in sorted((RESULTS / "validation-noise").glob("correlate-*"), key=lambda p: (len(p.name), p.name)):
+        report = json.loads((folder / "report.json").read_text())
+        repeat = report["repeat"]
+        low, high = repeat["corrected_rms_interval_pct"]
+        rows.append(f"| {folder.name.removeprefix('correlate-')} | {report['n']:,} | "
+                    f"{100 * report['within_5pct']:.1f} % | {100 * repeat['repeat']['within_5pct']:.1f} % | "
+                    f"{repeat['noise_pct']:.2f} % | {repeat['corrected_rms_pct']:.2f} % ({low:.2f}–{high:.2f} %) | "
+                    f"{report['wall_s_per_child']:.3f} |")
+    return rows
+
+
 def comparison_rows(folder: str) -> list[str]:
     """The re-trained points of a comparison; on cluttered data also how an image's latency follows its clutter."""
     table = pd.read_csv(RESULTS / folder / "table.csv")
@@ -49,6 +65,11 @@ def headline() -> str:
         "",
         *lut_rows(),
         "",
+        *(["On the Intel machine, a tenth of the children timed a second time half a run later, so the LUT's misses "
+           "can be told from the machine's ([docs/results/validation-noise/](docs/results/validation-noise/)):",
+           "",
+           *noise_rows(),
+           ""] if list((RESULTS / "validation-noise").glob("correlate-*/report.json")) else []),
         "Digits, 32 px, every method trained by the committed code at one budget "
         "([docs/results/compare-digits/](docs/results/compare-digits/)):",
         "",

@@ -483,6 +483,11 @@ def test_noise_corrected_error_recovers_a_known_model_error():
     assert low < 1.0 < high
     exact = noise_corrected_error(truth, measured, measured[:1000], repeated)
     assert exact["corrected_rms_interval_pct"][0] == 0.0 and exact["corrected_rms_pct"] < 0.6, "a perfect table"
+    assert result["corrected_spread_pct"] == pytest.approx(1.0, abs=0.25), "no offset: the spread is the RMS"
+    offset = noise_corrected_error(estimate * 1.03, measured, measured[:1000], repeated)
+    assert offset["lut_bias_pct"] == pytest.approx(2.96, abs=0.1) and offset["corrected_rms_pct"] > 2.9
+    assert offset["corrected_spread_pct"] == pytest.approx(result["corrected_spread_pct"], rel=1e-6), \
+        "a run 3 % off the table's speed moves the RMS, not the spread"
 
 
 def test_repeats_come_half_a_run_after_their_first_measurement():

@@ -20,8 +20,10 @@ def pct(share: float) -> str:
 
 
 def spread(repeat: dict) -> float:
-    """The noise-corrected error without its constant part: sqrt(corrected² − bias²) = sqrt(var(e) − mean(d²)/2),
-    what is left when the whole run's offset from the table (the machine at another speed) is taken out too."""
+    """The noise-corrected error without the whole run's offset (``corrected_spread_pct``); reports written before
+    that field have the same figure as sqrt(corrected² − bias²) = sqrt(var(e) − mean(d²)/2)."""
+    if "corrected_spread_pct" in repeat:
+        return repeat["corrected_spread_pct"]
     return max(repeat["corrected_rms_pct"] ** 2 - repeat["lut_bias_pct"] ** 2, 0.0) ** 0.5
 
 
