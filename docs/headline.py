@@ -28,15 +28,18 @@ def lut_rows() -> list[str]:
 def noise_rows() -> list[str]:
     """The validations that time a tenth of their children twice: the LUT against one measurement beside a second
     measurement against the first, and the LUT's error with the measurement's noise taken out."""
-    rows = ["| run | children | LUT within ±5 % | repeat within ±5 % | one measurement's noise | "
-            "LUT error, noise taken out (95 %) | s / child |", "|---|---|---|---|---|---|---|"]
+    rows = ["| run | children (timed twice) | on those: LUT vs 1st within ±5 % | 2nd vs 1st within ±5 % | "
+            "one measurement's noise | LUT error, noise taken out (95 %) | of which bias | s / child |",
+            "|---|---|---|---|---|---|---|---|"]
     for folder in sorted((RESULTS / "validation-noise").glob("correlate-*"), key=lambda p: (len(p.name), p.name)):
         report = json.loads((folder / "report.json").read_text())
         repeat = report["repeat"]
         low, high = repeat["corrected_rms_interval_pct"]
-        rows.append(f"| {folder.name.removeprefix('correlate-')} | {report['n']:,} | "
-                    f"{100 * report['within_5pct']:.1f} % | {100 * repeat['repeat']['within_5pct']:.1f} % | "
-                    f"{repeat['noise_pct']:.2f} % | {repeat['corrected_rms_pct']:.2f} % ({low:.2f}–{high:.2f} %) | "
+        resolution, _, backend = folder.name.removeprefix("correlate-").partition("-")
+        rows.append(f"| {resolution} px, {backend or 'eager'} | {report['n']:,} ({repeat['pairs']:,}) | "
+                    f"{100 * repeat['lut_same_children']['within_5pct']:.1f} % | "
+                    f"{100 * repeat['repeat']['within_5pct']:.1f} % | {repeat['noise_pct']:.2f} % | "
+                    f"{repeat['corrected_rms_pct']:.2f} % ({low:.2f}–{high:.2f} %) | {repeat['lut_bias_pct']:+.2f} % | "
                     f"{report['wall_s_per_child']:.3f} |")
     return rows
 
