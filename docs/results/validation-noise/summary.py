@@ -19,6 +19,11 @@ def pct(share: float) -> str:
     return f"{100 * share:.1f} %"
 
 
+def folders(root: Path, pattern: str) -> list[Path]:
+    """Runs by resolution, then backend (correlate-32, correlate-32-onnxruntime, correlate-64, …)."""
+    return sorted(root.glob(pattern), key=lambda path: (len(path.name), path.name))
+
+
 def spread(repeat: dict) -> float:
     """The noise-corrected error without the whole run's offset (``corrected_spread_pct``); reports written before
     that field have the same figure as sqrt(corrected² − bias²) = sqrt(var(e) − mean(d²)/2)."""
@@ -32,7 +37,7 @@ def validation_rows(root: Path) -> list[str]:
             "| one measurement's noise | LUT RMS error | with the noise taken out (95 %) | of which bias / spread "
             "| worst fifth ±10 % | s / child |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for folder in sorted(root.glob("correlate-*"), key=lambda p: (len(p.name), p.name)):
+    for folder in folders(root, "correlate-*"):
         report = json.loads((folder / "report.json").read_text())
         repeat = report.get("repeat")
         fifths = report.get("by_module_count") or []
@@ -56,7 +61,7 @@ def validation_rows(root: Path) -> list[str]:
 
 def fifth_rows(root: Path) -> list[str]:
     rows = ["| run | fifth (modules) | n | ±5 % | ±10 % | MAPE | bias | repeat ±5 % |", "|---|---|---|---|---|---|---|---|"]
-    for folder in sorted(root.glob("correlate-*"), key=lambda p: (len(p.name), p.name)):
+    for folder in folders(root, "correlate-*"):
         for row in json.loads((folder / "report.json").read_text()).get("by_module_count") or []:
             repeat = pct(row["repeat"]["within_5pct"]) if "repeat" in row else "—"
             rows.append(f"| {folder.name} | {row['modules']} | {row['n']} | {pct(row['within_5pct'])} | "
@@ -66,7 +71,7 @@ def fifth_rows(root: Path) -> list[str]:
 
 def edge_rows(root: Path) -> list[str]:
     rows = ["| edges | n | within ±7 % | worst (label, error) |", "|---|---|---|---|"]
-    for folder in sorted(root.glob("edges-*"), key=lambda p: (len(p.name), p.name)):
+    for folder in folders(root, "edges-*"):
         if not (folder / "results.csv").exists():
             continue
         results = pd.read_csv(folder / "results.csv")
