@@ -69,9 +69,8 @@ def print_noise(report: dict) -> None:
         low, high = noise["corrected_rms_interval_pct"]
         console.print(f"LUT error, RMS: {noise['lut_rms_pct']:.2f} % measured, {noise['corrected_rms_pct']:.2f} % "
                       f"with one measurement's noise ({noise['noise_pct']:.2f} %) taken out (95 %: {low:.2f}–{high:.2f} %)")
-        if "corrected_spread_pct" in noise:  # reports written before it have only the RMS
-            console.print(f"  of which a bias of {noise['lut_bias_pct']:+.2f} % (the whole run against the table) and "
-                          f"{noise['corrected_spread_pct']:.2f} % around it")
+        console.print(f"  of which a bias of {noise['lut_bias_pct']:+.2f} % (the whole run against the table) and "
+                      f"{noise['corrected_spread_pct']:.2f} % around it")
     if parts := report.get("by_module_count"):
         table = Table(title="by module count (fifths)", title_justify="left")
         for column in ("modules", "children", "±5 %", "±10 %", "bias", "repeat ±5 %"):
