@@ -2,10 +2,12 @@
 
 The plain path is what PyTorch does by default with the paper's settings: fp32, contiguous activations, batch 32
 everywhere. The default path is :class:`TrainConfig`'s defaults (channels-last activations; pre-training at its
-default batch). Steps of the two alternate, so the speed-up in ``extra_info`` is a ratio the machine's changing speed
-cannot fake; pytest-benchmark times the default path's step, which ``bench/check.py`` judges against the baseline
-like every other benchmark. Each step is the stage's own (``Pretrain.step``, ``Search.controller_step`` and
-``metagraph_step``, ``Retrain.step``) on real digits images.
+default batch). Steps of the two alternate and the speed-up in ``extra_info`` is the median of each adjacent pair's
+ratio, so the machine's changing speed cannot fake it; a pre-training speed-up short of the floor is measured again on
+more pairs before it fails (one stalled step on a shared CI machine read 1.13× where a quiet one reads 1.6×).
+pytest-benchmark's rounds are the default path's steps of those pairs (the plain step runs as the round's untimed
+setup), judged by ``bench/check.py`` against the baseline like every other benchmark. Each step is the stage's own
+(``Pretrain.step``, ``Search.controller_step`` and ``metagraph_step``, ``Retrain.step``) on real digits images.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from lut.store import load_table
 from profiler import torch_threads
 
 THREADS = 2
-PAIRS = 4  # alternating plain/default steps after one warm-up pair; the median of each side is compared
+PAIRS = 4  # alternating plain/default steps after one warm-up pair; a shortfall adds twice as many
 PLAIN = {"memory_format": "contiguous", "pretrain_batch": 32}
 PRETRAIN_DROP_RATE = 0.25  # the shrinking schedule half-way through its drop-path phase: keep ~ U[0.5, 1]
 SEARCH_LUT = Path(__file__).parents[1] / "docs/results/compare-digits/lut-res32.json"  # prices the search's rewards
@@ -82,21 +84,41 @@ def _images_per_second(step, images: int) -> float:
     return images / (time.perf_counter() - start)
 
 
+def paired_rates(default, plain, pairs: int) -> dict[str, list[float]]:
+    """Images/s of ``pairs`` alternating plain and default steps, each pair timed back to back."""
+    rates = {"default": [], "plain": []}
+    for _ in range(pairs):
+        for name, (step, images) in (("plain", plain), ("default", default)):
+            rates[name].append(_images_per_second(step, images))
+    return rates
+
+
+def speedup(rates: dict[str, list[float]]) -> float:
+    """The median over pairs of default/plain: a pair shares the machine's state, a stall spoils one pair only."""
+    return float(np.median(np.array(rates["default"]) / np.array(rates["plain"])))
+
+
 @pytest.mark.parametrize("stage", ["pretrain", "search", "finetune", "mobilenetv2"])
 def test_training_step(benchmark, steps, stage):
     with torch_threads(THREADS):
         default, plain = steps["default"].step(stage), steps["plain"].step(stage)
         rates = {"default": [], "plain": []}
-        for pair in range(PAIRS + 1):
-            for name, (step, images) in (("plain", plain), ("default", default)):
-                rate = _images_per_second(step, images)
-                if pair:  # the first pair warms up oneDNN's kernels
-                    rates[name].append(rate)
+
+        def time_plain():  # pytest-benchmark's untimed setup: each timed default step follows a plain one
+            rates["plain"].append(_images_per_second(*plain))
+
+        def time_default():
+            rates["default"].append(_images_per_second(*default))
+
+        benchmark.group = "training step"
+        benchmark.pedantic(time_default, setup=time_plain, rounds=PAIRS + 1, warmup_rounds=0)
+        rates = {name: values[1:] for name, values in rates.items()}  # the first pair warms up oneDNN's kernels
+        if stage == "pretrain" and speedup(rates) < MIN_PRETRAIN_SPEEDUP:  # confirm a shortfall before failing
+            for name, more in paired_rates(default, plain, 2 * PAIRS).items():
+                rates[name] += more
         default_rate, plain_rate = (float(np.median(rates[name])) for name in ("default", "plain"))
         benchmark.extra_info |= {"images_per_s": round(default_rate, 1), "plain_images_per_s": round(plain_rate, 1),
-                                 "speedup": round(default_rate / plain_rate, 3), "batch": default[1],
-                                 "plain_batch": plain[1]}
-        benchmark.group = "training step"
-        benchmark.pedantic(default[0], rounds=3, warmup_rounds=0)
+                                 "speedup": round(speedup(rates), 3), "pairs": len(rates["default"]),
+                                 "batch": default[1], "plain_batch": plain[1]}
     if stage == "pretrain":
-        assert default_rate / plain_rate >= MIN_PRETRAIN_SPEEDUP, benchmark.extra_info
+        assert speedup(rates) >= MIN_PRETRAIN_SPEEDUP, benchmark.extra_info
