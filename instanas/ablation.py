@@ -27,12 +27,15 @@ from instanas.training.checkpoints import load_checkpoint, read_run
 
 
 def settings_of(run: Path) -> dict:
-    """The settings every stage of ``run`` was trained with, one dict (a later stage's value wins)."""
+    """The settings every stage of ``run`` was trained with, the re-training's included (``finetune.pt`` or
+    ``compare``'s re-training of the last snapshot), one dict (a later stage's value wins)."""
     merged = {}
-    for stage in ("pretrain", "search", "finetune"):
+    for stage in ("pretrain", "search"):
         path = run / f"{stage}.pt"
         if path.exists():
             merged |= load_checkpoint(path)["settings"]
+    if retrained := retrained_policy(run, merged.get("search_epochs", 0)):
+        merged |= load_checkpoint(retrained)["settings"]
     if not merged:
         raise CheckpointError(f"{run}: no pretrain.pt, search.pt or finetune.pt")
     return merged

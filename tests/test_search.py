@@ -217,7 +217,8 @@ def test_resumed_search_refuses_another_lut_or_optimiser(trained_run, profiled, 
 def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_path, cli):
     """Two run folders, the second with another reward and a shorter search: one row each, the changes named, the
     search plotted; pre-training's random children and, on cluttered digits, the Spearman with clutter reported; a
-    policy re-trained by ``compare`` (``finetune-epoch-NNN.pt`` of the last snapshot) counts as the re-trained one."""
+    policy re-trained by ``compare`` (``finetune-epoch-NNN.pt`` of the last snapshot) counts as the re-trained one, and
+    its settings are compared with those of a run's own re-training (``finetune.pt``)."""
     other = tmp_path / "paper-reward"
     other.mkdir()
     from conftest import EPOCHS, TINY
@@ -248,3 +249,14 @@ def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_pa
     assert again.returncode == 0, again.stderr
     frame = pd.read_csv(out / "ablation.csv")
     assert frame.loc[1, "retrained_accuracy"] == frame.loc[0, "retrained_accuracy"], "the same policy, evaluated"
+
+    own = tmp_path / "own-finetune"  # the same search, re-trained by its own finetune stage at another recipe
+    shutil.copytree(other, own, ignore=shutil.ignore_patterns("finetune-epoch-*"))
+    finetuned = cli("train", *TINY, *EPOCHS, "--search-epochs", "1", "--stage", "finetune", "--reward", "paper",
+                    "--finetune-lr", "0.005", "--from-search", "--lut", str(profiled), "--out", str(own))
+    assert finetuned.returncode == 0, finetuned.stderr
+    result = cli("ablation", "--run", str(other), "--run", str(own), "--baseline",
+                 str(trained_run / "mobilenetv2.pt"), "--lut", str(profiled), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert pd.read_csv(out / "ablation.csv").loc[1, "changed"] == "finetune_lr 0.005, from_scratch False", (
+        "re-training settings differ from those of compare's re-training")
