@@ -251,7 +251,14 @@ class CorrelationRun:
         self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge,
                                 backend=table.backend)
         self.gate = SpeedGate(table.children_reference_ms, wait_for_speed_s) if wait_for_speed_s > 0 else None
+        if self.gate and resume:
+            self.gate.resume(self._gate_file)
         self.wall_s = 0.0
+
+    @property
+    def _gate_file(self) -> Path:
+        """The speed gate's counts so far: a resumed run continues its wait and reports the whole run's."""
+        return self.out_dir / "speed_gate.json"
 
     def measure(self, on_row=None, on_wait=None) -> None:
         """Take every measurement not yet in ``results.csv`` (:func:`measurement_plan`); ``on_row(done, total,
@@ -269,6 +276,8 @@ class CorrelationRun:
         finally:
             self.wall_s += time.perf_counter() - started
             self.results.close()
+            if self.gate:
+                self.gate.save(self._gate_file)
 
     def _measurement(self, index: int, repeat: int) -> int:
         """The measurement's number in :func:`measurement_plan`."""

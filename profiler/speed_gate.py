@@ -11,9 +11,14 @@ own, so the gate judges each measurement by the reference timed beside it.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
+
+from instanas.atomic import atomic_write
+from instanas.errors import InstaNASError
 
 SAME_SPEED = 0.15  # the reference within 15 % of the anchor: the machine ran in the state the table was profiled in
 
@@ -57,6 +62,20 @@ class SpeedGate:
                 self.on_wait(self.off_speed_ms, self.waited_s)
             time.sleep(pause)
             self.waited_s += pause
+
+    def save(self, path: Path) -> None:
+        """Keep what the gate has set aside and waited, for a resumed run (:meth:`resume`)."""
+        atomic_write(path, json.dumps({"waited_s": self.waited_s, "set_aside": self.set_aside}) + "\n")
+
+    def resume(self, path: Path) -> None:
+        """Continue from what a run's earlier sessions set aside and waited (none if it kept no file)."""
+        if not path.exists():
+            return
+        try:
+            saved = json.loads(path.read_text())
+            self.waited_s, self.set_aside = float(saved["waited_s"]), int(saved["set_aside"])
+        except (ValueError, KeyError, TypeError):
+            raise InstaNASError(f"{path}: not a speed-gate record; delete it to resume with a fresh wait") from None
 
     def report(self) -> dict:
         return {"anchor_ms": self.anchor_ms, "tolerance": SAME_SPEED, "wait_s": self.wait_s,

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from conftest import kill_when
 
+from instanas.errors import InstaNASError
 from instanas.space import (
     NUM_CELLS,
     NUM_MODULES,
@@ -465,6 +466,36 @@ def test_children_timed_off_the_tables_speed_are_timed_again(profiled, tmp_path)
     assert gate["set_aside"] >= 6 and gate["waited_s"] >= 3.0 and report["at_table_speed"]["n"] == 0
     assert (rows["attempts"] >= 2).all(), "both groups were set aside and timed again"
     assert rows["index"].tolist()[:4] != [0, 1, 2, 3], "set-aside children go to the end of the queue"
+
+
+def test_a_resumed_run_continues_its_speed_gate_and_reports_the_whole_run(profiled, tmp_path):
+    """A run interrupted after its wait for the machine's speed was spent: resumed, it does not wait again, and its
+    report counts what both sessions set aside and waited (it counted the last session's only)."""
+    table = load_table(profiled)
+    table.meta["reference"]["anchor_ms"] /= 3  # a speed this machine never reaches: every child is off speed
+
+    def run(resume: bool) -> CorrelationRun:
+        return CorrelationRun(table, tmp_path / "run", Children.sampled(3, seed=3),
+                              Harness(min_run_time=0.01, repeat=0), mode="plain", resume=resume, wait_for_speed_s=0.5)
+
+    def stop_after_one(done, total, pearson):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    first = run(resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        first.measure(on_row=stop_after_one)
+    spent = first.gate.report()
+    assert spent["waited_s"] >= 0.5 and spent["set_aside"] >= 1
+    resumed = run(resume=True)
+    resumed.measure()
+    report = resumed.finish()
+    rows = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert len(rows) == 3 and report["n"] == 3
+    assert report["speed_gate"] == spent, "the spent wait is not waited again; the report counts the whole run"
+    (tmp_path / "run" / "speed_gate.json").write_text("{")
+    with pytest.raises(InstaNASError, match="speed_gate.json: not a speed-gate record"):
+        run(resume=True)
 
 
 def test_noise_corrected_error_recovers_a_known_model_error():
