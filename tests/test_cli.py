@@ -154,7 +154,8 @@ def test_every_setting_has_an_option_whose_default_is_the_settings_own():
             assert compare[prefix + field.name] == field.default, prefix + field.name
     options = {"oneshot_samples": "oneshot_samples", "retrain": "retrain",
                "oneshot_retrain_points": "oneshot_retrain_points", "retrain_snapshots": "retrain_snapshots",
-               "measure": "measure", "min_run_time": "min_time", "device": "device", "tensorboard": "tensorboard"}
+               "measure": "measure", "min_run_time": "min_time", "device": "device", "tensorboard": "tensorboard",
+               "instanas_from_search": "instanas_from_search", "instanas_search_lr": "instanas_search_lr"}
     for field, option in options.items():
         assert compare[option] == getattr(CompareOptions, field), field
     assert compare["widths"] == ",".join(f"{width:g}" for width in CompareOptions().widths)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from instanas.space import (
     format_architecture,
     mobilenetv2_architecture,
 )
+from instanas.training.checkpoints import load_checkpoint
 from instanas.training.loop import self_critical_loss
 from lut.store import load_table
 
@@ -322,6 +324,28 @@ def test_every_offered_reference_is_torchvisions_and_the_defaults_are_offered():
     assert set(RESNET_DEPTHS) <= set(TORCHVISION_RESNET_DEPTHS)
     assert [p.numel() for p in reference_network("shufflenet_v2_x1_0", 224, 1000).parameters()] == [
         p.numel() for p in models.shufflenet_v2_x1_0().parameters()]
+
+
+def test_compare_fine_tunes_instanas_from_the_search_when_asked(profiled, trained_run, cli, tmp_path):
+    """``--instanas-from-search``: the snapshot's policy fine-tuned from the search's meta-graph at its own rate, in a
+    stage of its own: after its two Adam steps at 0.001 no weight is more than a few steps from the snapshot's (a
+    network re-trained from scratch starts from another random draw)."""
+    run = tmp_path / "run"  # the trained run's checkpoints, linked: compare only adds files beside them
+    run.mkdir()
+    shutil.copy(trained_run / "run.json", run)
+    for name in ("pretrain.pt", "search.pt", "snapshots", "mobilenetv2.pt"):
+        (run / name).symlink_to(trained_run / name)
+    result = cli("compare", "--run", str(run), "--lut", str(profiled), "--workers", "0", "--method", "instanas",
+                 "--retrain-snapshots", "1", "--instanas-from-search", "--measure", "0", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert "epoch 1, fine-tuned from the search" in set(pd.read_csv(tmp_path / "out" / "table.csv")["point"])
+    state = load_checkpoint(run / "finetune-epoch-001-from-search.pt")
+    assert state["settings"]["from_scratch"] is False and state["settings"]["finetune_lr"] == 0.001
+    searched = load_checkpoint(run / "snapshots" / "epoch-001.pt")["metagraph"]
+    moved = max((state["metagraph"][key] - value).abs().max().item() for key, value in searched.items()
+                if value.is_floating_point() and "running" not in key)
+    assert moved < 0.01, moved
+    assert not (run / "finetune-epoch-001.pt").exists(), "the recipe's re-training is another stage"
 
 
 def test_compare_reference_networks_are_measured_on_the_tables_scale(profiled, trained_run, cli):

@@ -166,6 +166,8 @@ def compare(
     retrain: Annotated[bool, typer.Option("--retrain", help="Re-train one-shot frontier points (cheapest to richest) from scratch.")] = CompareOptions.retrain,
     oneshot_retrain_points: Annotated[int, typer.Option("--oneshot-retrain-points", min=1, help="How many one-shot frontier points --retrain trains, spread over latency.")] = CompareOptions.oneshot_retrain_points,
     retrain_snapshots: Annotated[str, typer.Option("--retrain-snapshots", help="InstaNAS search snapshots to re-train with the recipe: spread (five, first and last included), all, none, or epochs like 0,5,19.")] = CompareOptions.retrain_snapshots,
+    instanas_from_search: Annotated[bool, typer.Option("--instanas-from-search/--instanas-from-scratch", help="Fine-tune each InstaNAS snapshot from the search's meta-graph (the authors' script) instead of re-training it from scratch with the recipe (paper).")] = CompareOptions.instanas_from_search,
+    instanas_search_lr: Annotated[float, typer.Option("--instanas-search-lr", min=0.0, help="Adam learning rate of --instanas-from-search (cosine annealed, the recipe's epochs).")] = CompareOptions.instanas_search_lr,
     measure: Annotated[int, typer.Option("--measure", min=0, help="Measure each point's N most frequent networks (0: LUT only).")] = CompareOptions.measure,
     min_time: Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per measured network.")] = CompareOptions.min_run_time,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default <run>/compare).")] = None,
@@ -207,7 +209,8 @@ def compare(
         methods=tuple(method) if method else DEFAULT_METHODS, widths=parse_widths(widths),
         shufflenet_widths=parse_widths(shufflenet_widths, "--shufflenet-widths"),
         resnet_depths=parse_widths(resnet_depths, "--resnet-depths", int), oneshot_samples=oneshot_samples,
-        retrain=retrain, oneshot_retrain_points=oneshot_retrain_points, retrain_snapshots=retrain_snapshots, measure=measure, min_run_time=min_time, device=device, tensorboard=tensorboard,
+        retrain=retrain, oneshot_retrain_points=oneshot_retrain_points, retrain_snapshots=retrain_snapshots,
+        instanas_from_search=instanas_from_search, instanas_search_lr=instanas_search_lr, measure=measure, min_run_time=min_time, device=device, tensorboard=tensorboard,
         blockdrop=_settings(BlockDropSettings, "blockdrop_", values),
         convnet_aig=_settings(ConvNetAIGSettings, "aig_", values))
     recipe = {"finetune_epochs": finetune_epochs, "finetune_lr": finetune_lr, "finetune_batch": finetune_batch}

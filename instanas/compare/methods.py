@@ -4,8 +4,10 @@ search snapshots and re-trained controllers. Each method's points are cached unt
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -187,10 +189,21 @@ class Comparison:
             raise CheckpointError(f"{self.run_dir}: no search snapshot of epoch {missing[0]} to re-train")
         return chosen
 
+    @cached_property
+    def _instanas_trainer(self) -> Trainer:
+        """The trainer of InstaNAS's re-trainings: the recipe's, or fine-tuning from the search's weights at
+        ``--instanas-search-lr`` (same data and network, other settings)."""
+        if not self.options.instanas_from_search:
+            return self.trainer
+        trainer = copy.copy(self.trainer)
+        trainer.config = replace(self.config, from_scratch=False, finetune_lr=self.options.instanas_search_lr)
+        return trainer
+
     def _retrained(self, epoch: int) -> dict:
-        """Search epoch ``epoch``'s controller with a meta-graph re-trained by the recipe: the run's ``finetune.pt``
-        when that is this snapshot at this recipe, else its own stage ``finetune-epoch-NNN``."""
-        stage = Finetune(self.trainer, True, epoch)
+        """Search epoch ``epoch``'s controller with a meta-graph re-trained by the recipe (or fine-tuned from the
+        search's): the run's ``finetune.pt`` when that is this snapshot with these settings, else its own stage
+        ``finetune-epoch-NNN`` (``…-from-search``)."""
+        stage = Finetune(self._instanas_trainer, True, epoch)
         own = self.run_dir / "finetune.pt"
         if not stage.resumed and own.exists():
             state = load_checkpoint(own)
@@ -208,7 +221,8 @@ class Comparison:
             point = f"search epoch {state['epoch']}"
             rows.append(self._policy_point("instanas-search", point, state, recalibrate=True))
         for epoch in self.snapshot_epochs():
-            rows.append(self._policy_point("instanas", f"epoch {epoch}, re-trained", self._retrained(epoch),
+            how = "fine-tuned from the search" if self.options.instanas_from_search else "re-trained"
+            rows.append(self._policy_point("instanas", f"epoch {epoch}, {how}", self._retrained(epoch),
                                            recalibrate=False))
         return rows
 

@@ -271,7 +271,8 @@ class Finetune(Retrain):
     """Fix a search snapshot's controller; train the meta-graph on the architectures it assigns (p > 0.5).
 
     The run's ``finetune`` stage re-trains the snapshot ``--snapshot`` names (default: the last); ``instanas compare``
-    re-trains others, each as its own stage ``finetune-epoch-NNN`` (``epoch``) with the same recipe.
+    re-trains others, each as its own stage ``finetune-epoch-NNN`` (``epoch``) with the same recipe, or
+    ``finetune-epoch-NNN-from-search`` when it starts from the snapshot's meta-graph (``from_scratch`` False).
     """
 
     name = "finetune"
@@ -280,7 +281,7 @@ class Finetune(Retrain):
     def __init__(self, trainer: Trainer, resume: bool, epoch: int | None = None):
         self.epoch_chosen = trainer.config.snapshot if epoch is None else epoch
         if epoch is not None:
-            self.name = f"finetune-epoch-{epoch:03d}"
+            self.name = f"finetune-epoch-{epoch:03d}" + ("" if trainer.config.from_scratch else "-from-search")
         super().__init__(trainer, resume)
         self.snapshot = snapshot_path(trainer.out, self.epoch_chosen)
         chosen = load_checkpoint(self.snapshot)
