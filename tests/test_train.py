@@ -23,7 +23,7 @@ from instanas.training.checkpoints import load_checkpoint, read_run, record_run,
 from instanas.training.config import TrainConfig
 from instanas.training.loop import Trainer
 from instanas.training.runtime import Workers
-from instanas.training.stages import Pretrain, drop_path_rate
+from instanas.training.stages import MobileNetV2Baseline, Pretrain, drop_path_rate
 from lut.store import load_table
 
 
@@ -305,6 +305,52 @@ def test_pretraining_can_start_from_the_runs_trained_mobilenetv2(trained_run, tm
     for key in ("stem.0.0.weight", "cells.5.options.0.body.1.0.weight", "cells.5.options.0.body.1.1.running_var",
                 "head.3.weight"):
         assert torch.equal(started.metagraph.state_dict()[key], trained[key]), key
+
+
+def test_a_64px_run_warm_starts_from_a_32px_run(trained_run, tmp_path, cli):
+    """--warm-start RUN starts pre-training from RUN's pretrain.pt and stage mobilenetv2 from its mobilenetv2.pt,
+    across resolutions (only strides depend on it); the checkpoint records it, so a resume without it is refused;
+    a folder that is no run, lacks the stage, merges otherwise or holds another network is one line."""
+    config = TrainConfig(dataset="cluttered-digits-64", workers=0, limit_train=18, limit_val=16,
+                         warm_start=str(trained_run))
+    trainer = Trainer(config, tmp_path / "direct", Workers(), show_progress=False, tensorboard=False)
+    started = {"pretrain": Pretrain(trainer, resume=False).metagraph,
+               "mobilenetv2": MobileNetV2Baseline(trainer, resume=False).network}
+    for stage, network in started.items():
+        source = load_checkpoint(trained_run / f"{stage}.pt")["metagraph"]
+        for key in ("stem.0.0.weight", "cells.3.options.4.body.0.0.weight", "cells.16.options.0.body.1.1.running_mean",
+                    "head.3.weight"):
+            assert torch.equal(network.state_dict()[key], source[key]), (stage, key)
+
+    run = tmp_path / "run64"
+    command = ("train", *TINY, "--dataset", "cluttered-digits-64", "--stage", "mobilenetv2", "--finetune-epochs", "1",
+               "--out", str(run), "--no-tensorboard")
+    trained = cli(*command, "--warm-start", str(trained_run))
+    assert trained.returncode == 0, trained.stderr
+    assert load_checkpoint(run / "mobilenetv2.pt")["settings"]["warm_start"] == str(trained_run)
+    assert read_run(run)["resolution"] == 64
+    refused = cli(*command, "--resume")
+    assert refused.returncode == 2 and "other settings (warm_start)" in refused.stderr, refused.stderr
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "run.json").write_text((trained_run / "run.json").read_text())
+    foreign = {"metagraph": MetaGraph(32, 100).state_dict()}
+    save_checkpoint(other / "pretrain.pt", foreign)
+    summed = tmp_path / "summed"
+    summed.mkdir()
+    (summed / "run.json").write_text(json.dumps(read_run(trained_run) | {"cell_merge": "sum"}))
+    pretrain = ("train", *TINY, "--stage", "pretrain", "--pretrain-epochs", "1", "--no-tensorboard")
+    for source, message in ((tmp_path, "not a training run folder"), (other, "does not fit this run's"),
+                            (summed, "its cells merge by sum, this run's by mean")):
+        refused = cli(*pretrain, "--out", str(tmp_path / f"to-{source.name}"), "--warm-start", str(source))
+        assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1, refused.stderr
+    missing = cli("train", *TINY, "--stage", "mobilenetv2", "--finetune-epochs", "1", "--no-tensorboard",
+                  "--out", str(tmp_path / "m"), "--warm-start", str(other))
+    assert missing.returncode == 2 and "no mobilenetv2.pt to warm-start" in missing.stderr, missing.stderr
+    both = cli(*pretrain, "--out", str(tmp_path / "both"), "--warm-start", str(trained_run), "--pretrain-init",
+               "mobilenetv2")
+    assert both.returncode == 2 and "both choose where pre-training starts" in both.stderr, both.stderr
 
 
 def test_pretraining_with_adam_and_checkpoints_saved_before_the_option(tmp_path, cli):

@@ -61,6 +61,7 @@ def train(
     pretrain_schedule: Annotated[str, typer.Option("--pretrain-schedule", help="shrinking (default: per-image drop rates, cosine lr) or paper (one rate, step decay).")] = TrainConfig.pretrain_schedule,
     pretrain_init: Annotated[str, typer.Option("--pretrain-init", help="scratch (default, the paper) or mobilenetv2: start from the run's trained MobileNetV2 stage (trained first).")] = TrainConfig.pretrain_init,
     pretrain_optimizer: Annotated[str, typer.Option("--pretrain-optimizer", help="sgd (default, the paper: Nesterov momentum, weight decay) or adam (re-training's optimiser, no weight decay) at --pretrain-lr.")] = TrainConfig.pretrain_optimizer,
+    warm_start: Annotated[str | None, typer.Option("--warm-start", help="A run folder of the same classes whose pretrain.pt starts pre-training and whose mobilenetv2.pt starts stage mobilenetv2; any resolution (e.g. a 32 px run to train at 64 px).")] = TrainConfig.warm_start,
     search_epochs: SearchEpochs = TrainConfig.search_epochs,
     controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = TrainConfig.controller_lr,
     metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = TrainConfig.metagraph_lr,

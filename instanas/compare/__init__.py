@@ -32,14 +32,14 @@ __all__ = ["Comparison", "compare", "comparison_config", "markdown_table"]
 
 def comparison_config(run_dir: Path, *, data_dir: str | None = None, workers: int = TrainConfig.workers,
                       device: str = "cpu", recipe: dict | None = None) -> TrainConfig:
-    """What the baselines train with: the run's data and cells, and the re-training recipe its MobileNetV2 1.0× was
-    trained with (``recipe``'s values that are not None override it)."""
+    """What the baselines train with: the run's data and cells, and the re-training recipe (and warm start) its
+    MobileNetV2 1.0× was trained with (``recipe``'s values that are not None override it)."""
     run_dir = Path(run_dir)
     saved = read_run(run_dir)
     trained = {}
     if (run_dir / "mobilenetv2.pt").exists():
         trained = {key: value for key, value in load_checkpoint(run_dir / "mobilenetv2.pt")["settings"].items()
-                   if key.startswith("finetune_")}
+                   if key.startswith("finetune_") or key == "warm_start"}
     overrides = {key: value for key, value in (recipe or {}).items() if value is not None}
     return TrainConfig(**{key: saved[key] for key in RUN_KEYS}, data_dir=data_dir or saved["data_dir"],
                        resolution=saved["resolution"], workers=workers, device=device, **(trained | overrides))

@@ -15,7 +15,7 @@ PRETRAIN_SCHEDULES = ("shrinking", "paper")
 PRETRAIN_INITS = ("scratch", "mobilenetv2")  # where pre-training starts: see Pretrain
 PRETRAIN_OPTIMIZERS = ("sgd", "adam")  # the paper's SGD, or re-training's Adam: see Pretrain
 # what checkpoints saved before a stage setting existed were trained with
-SETTING_DEFAULTS = {"pretrain_optimizer": "sgd"}
+SETTING_DEFAULTS = {"pretrain_optimizer": "sgd", "warm_start": None}
 REQUIRES = {"search": "pretrain", "finetune": "search"}
 REWARDS = ("graded", "paper")  # the latency reward: see instanas.reward
 MEMORY_FORMATS = ("channels_last", "contiguous")  # how activations are laid out in training: see Trainer
@@ -57,6 +57,7 @@ class TrainConfig:
     pretrain_schedule: str = "shrinking"  # "paper": one drop rate for all, step decay; see Pretrain
     pretrain_init: str = "scratch"  # "mobilenetv2": from the run's trained MobileNetV2 stage; see Pretrain
     pretrain_optimizer: str = "sgd"  # "adam": re-training's optimiser at --pretrain-lr; see Pretrain
+    warm_start: str | None = None  # a run folder whose pretrain.pt / mobilenetv2.pt start those stages; see warm_start
     # stage 2: joint search
     search_epochs: int = 100
     controller_lr: float = 1e-3
@@ -95,6 +96,9 @@ class TrainConfig:
         check_choice(self.pretrain_init, PRETRAIN_INITS, "pre-training start")
         check_choice(self.pretrain_optimizer, PRETRAIN_OPTIMIZERS, "pre-training optimizer")
         check_choice(self.memory_format, MEMORY_FORMATS, "memory format")
+        if self.warm_start is not None and self.pretrain_init != "scratch":
+            raise ConfigError(f"--warm-start and --pretrain-init {self.pretrain_init} both choose where pre-training "
+                              "starts: give one")
         if not 0 <= self.holdout < 1:
             raise ConfigError(f"held-out share {self.holdout} must lie in [0, 1)")
         if not 0 <= self.final_drop_path < 1:

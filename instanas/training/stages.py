@@ -15,7 +15,7 @@ from instanas.errors import CheckpointError
 from instanas.metagraph import fixed_selection
 from instanas.reward import LatencyBounds, LatencyReward, instance_reward, lut_latency
 from instanas.space import mobilenetv2_architecture, sample_architectures, with_default_modules
-from instanas.training.checkpoints import load_checkpoint, save_checkpoint, snapshot_path
+from instanas.training.checkpoints import load_checkpoint, read_run, save_checkpoint, snapshot_path
 from instanas.training.config import STAGES, TrainConfig
 from instanas.training.loop import Stage, Trainer, self_critical_loss, supervised_step
 from instanas.training.runtime import workers_for
@@ -27,6 +27,27 @@ def drop_path_rate(epoch: int, epochs: int, final: float) -> float:
     if epoch < half or epochs < 2:
         return 0.0
     return final * min((epoch + 1 - half) / (epochs - half), 1.0)
+
+
+def load_metagraph(network: nn.Module, path: Path) -> None:
+    """Start ``network`` from the meta-graph weights saved in ``path``; one line when they do not fit it."""
+    try:
+        network.load_state_dict(load_checkpoint(path)["metagraph"])
+    except (KeyError, RuntimeError):
+        raise CheckpointError(f"{path}: its meta-graph does not fit this run's (another number of classes?)") from None
+
+
+def warm_start(network: nn.Module, trainer: Trainer, stage: str) -> None:
+    """Start ``network`` from ``--warm-start``'s checkpoint of ``stage``. The weights do not depend on the
+    resolution (only strides do), so a 32 px run starts a 64 px one of the same classes and cell merge."""
+    source = Path(trainer.config.warm_start)
+    merge = read_run(source)["cell_merge"]
+    if merge != trainer.config.cell_merge:
+        raise CheckpointError(f"{source}: its cells merge by {merge}, this run's by {trainer.config.cell_merge}")
+    path = source / f"{stage}.pt"
+    if not path.exists():
+        raise CheckpointError(f"{source}: no {stage}.pt to warm-start stage {stage} from")
+    load_metagraph(network, path)
 
 
 class Pretrain(Stage):
@@ -44,13 +65,14 @@ class Pretrain(Stage):
 
     ``pretrain_init``: from scratch (the paper), or from the run's trained ``mobilenetv2`` stage — a meta-graph
     whose stem, head and ``mb3e6`` modules are trained — so the other modules learn beside a backbone that already
-    classifies. ``pretrain_optimizer``: SGD with Nesterov momentum and weight decay (the paper), or Adam at
-    ``pretrain_lr`` without weight decay, the optimiser that re-trains every network here in a few epochs.
+    classifies; or (``warm_start``) from another run's pre-trained meta-graph, e.g. a 32 px run's for 64 px.
+    ``pretrain_optimizer``: SGD with Nesterov momentum and weight decay (the paper), or Adam at ``pretrain_lr``
+    without weight decay, the optimiser that re-trains every network here in a few epochs.
     """
 
     name = "pretrain"
     setting_keys = ("pretrain_epochs", "pretrain_lr", "pretrain_batch", "momentum", "weight_decay", "final_drop_path",
-                    "pretrain_schedule", "pretrain_init", "pretrain_optimizer")
+                    "pretrain_schedule", "pretrain_init", "pretrain_optimizer", "warm_start")
 
     def __init__(self, trainer: Trainer, resume: bool):
         super().__init__(trainer, resume)
@@ -61,7 +83,9 @@ class Pretrain(Stage):
             if not start.exists():
                 raise CheckpointError(f"{trainer.out}: --pretrain-init mobilenetv2 needs stage mobilenetv2 first "
                                       "(no mobilenetv2.pt)")
-            self.metagraph.load_state_dict(load_checkpoint(start)["metagraph"])
+            load_metagraph(self.metagraph, start)
+        if not self.resumed and config.warm_start is not None:
+            warm_start(self.metagraph, trainer, self.name)
         self.model = self.workers.wrap(self.metagraph)
         if config.pretrain_optimizer == "adam":
             self.optimizer = torch.optim.Adam(self.metagraph.parameters(), lr=config.pretrain_lr)
@@ -312,9 +336,16 @@ class StaticRetrain(Retrain):
 
 
 class MobileNetV2Baseline(Retrain):
-    """The MobileNetV2-like architecture (``mb3e6`` in every cell), same recipe and epochs as fine-tuning."""
+    """The MobileNetV2-like architecture (``mb3e6`` in every cell), same recipe and epochs as fine-tuning; from
+    scratch, or (``warm_start``) from another run's trained MobileNetV2, as InstaNAS's pre-training then starts."""
 
     name = "mobilenetv2"
+    setting_keys = (*Retrain.setting_keys, "warm_start")
+
+    def __init__(self, trainer: Trainer, resume: bool):
+        super().__init__(trainer, resume)
+        if not self.resumed and self.config.warm_start is not None:
+            warm_start(self.network, trainer, self.name)
 
     def choose(self, images: Tensor) -> Tensor:
         return fixed_selection(mobilenetv2_architecture(), len(images), images.device)
