@@ -208,7 +208,7 @@ def test_resumed_search_refuses_another_lut_or_optimiser(trained_run, profiled, 
     refused = cli(*common, "--lut", str(other.path))
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "search.pt: saved with other settings (lut" in refused.stderr
-    momentum = cli(*common, "--lut", str(profiled), "--search-momentum", "0.9")
+    momentum = cli(*common, "--lut", str(profiled), "--search-momentum", "0.5")
     assert momentum.returncode == 2 and "(search_momentum)" in momentum.stderr
     same = cli(*common, "--lut", str(profiled))
     assert same.returncode == 0, same.stderr

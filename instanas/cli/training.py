@@ -64,7 +64,7 @@ def train(
     warm_start: Annotated[str | None, typer.Option("--warm-start", help="A run folder of the same classes whose pretrain.pt starts pre-training and whose mobilenetv2.pt starts stage mobilenetv2; any resolution (e.g. a 32 px run to train at 64 px).")] = TrainConfig.warm_start,
     search_epochs: SearchEpochs = TrainConfig.search_epochs,
     controller_lr: Annotated[float, typer.Option("--controller-lr", help="Adam learning rate of the controller.")] = TrainConfig.controller_lr,
-    metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search.")] = TrainConfig.metagraph_lr,
+    metagraph_lr: Annotated[float, typer.Option("--metagraph-lr", help="SGD learning rate of the meta-graph epochs of the search (the authors': 0.001).")] = TrainConfig.metagraph_lr,
     search_momentum: Annotated[float, typer.Option("--search-momentum", min=0.0, help="SGD momentum of the meta-graph epochs of the search (the authors': 0).")] = TrainConfig.search_momentum,
     search_weight_decay: Annotated[float, typer.Option("--search-weight-decay", min=0.0, help="SGD weight decay of the meta-graph epochs of the search (the authors': 0).")] = TrainConfig.search_weight_decay,
     search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of the search.")] = TrainConfig.search_batch,

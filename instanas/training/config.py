@@ -61,8 +61,10 @@ class TrainConfig:
     # stage 2: joint search
     search_epochs: int = 100
     controller_lr: float = 1e-3
-    metagraph_lr: float = 1e-3  # the authors' script trains the meta-graph with SGD at the controller's lr
-    search_momentum: float = 0.0  # ... plain SGD: no momentum, no weight decay (their --wd defaults to 0)
+    # the authors' script: plain SGD at the controller's lr 1e-3 (--metagraph-lr 0.001 --search-momentum 0), at which
+    # the shared weights do not follow the sparser children the search moves to; see docs/training.md
+    metagraph_lr: float = 0.01
+    search_momentum: float = 0.9
     search_weight_decay: float = 0.0
     search_batch: int = 32
     reward: str = "graded"  # "paper": eq. 2 as published; "graded": see instanas.reward
