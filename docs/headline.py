@@ -79,7 +79,7 @@ def headline() -> str:
         *comparison_rows("compare-digits"),
         *(["",
            "Cluttered MNIST, 32 px, images that differ in difficulty, every method at one budget (every re-training 12 "
-           "epochs; about 2 h 10 min of two cores by its stages' times) "
+           "epochs; about 2 h 16 min of two cores by its stages' times) "
            "([docs/results/compare-cluttered/](docs/results/compare-cluttered/)):",
            "",
            *comparison_rows("compare-cluttered")] if (RESULTS / "compare-cluttered" / "table.csv").exists() else []),
