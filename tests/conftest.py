@@ -1,6 +1,8 @@
 import contextlib
+import fcntl
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,20 +83,39 @@ class KilledProfile:
     kept: pd.DataFrame
 
 
+@contextlib.contextmanager
+def built_once(tmp_path_factory, name: str):
+    """A folder for a read-only session fixture, and whether it is built already: under pytest-xdist, one per run,
+    shared by the workers (the first to need it builds it while the others wait on its lock, then reuse it), so
+    that `make test`'s two workers do not both pay for it; without xdist, this session's own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if worker else base) / name  # a worker's base temp lies in the run's
+    folder.mkdir(exist_ok=True)
+    done = folder / ".built"
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield folder, done.exists()
+        done.touch()  # not reached when building failed: the next worker tries again
+
+
 @pytest.fixture(scope="session")
 def killed_profile(tmp_path_factory, cli) -> KilledProfile:
     """One real profile at 32 px (one quick round, one thread), as a user runs it: started in a fresh process,
     killed mid-way (SIGKILL, no chance to clean up) once 40 measurements are journaled, then resumed."""
-    store = tmp_path_factory.mktemp("store")
-    command = ("profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store))
-    journal = store / fingerprint_id(machine_fingerprint(1)) / "res32.partial.csv"
-    kill_when(command, lambda: journal.exists() and len(journal.read_text().splitlines()) > 40)
-    kept = pd.read_csv(journal).dropna(subset=["calls_per_run"])  # a row cut off by the kill is incomplete
-    resumed = cli(*command, "--resume")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "taking over the lock of pid" in resumed.stderr, "the killed profile's lock file is taken over, with a word"
-    (path,) = store.glob("*/res32-v1.json")
-    return KilledProfile(path, kept)
+    with built_once(tmp_path_factory, "killed-profile") as (store, built):
+        kept = store / "kept.csv"  # the journal as the kill left it
+        if not built:
+            command = ("profile", *PROFILE_ARGS, "--rounds", "1", "--out", str(store))
+            journal = store / fingerprint_id(machine_fingerprint(1)) / "res32.partial.csv"
+            kill_when(command, lambda: journal.exists() and len(journal.read_text().splitlines()) > 40)
+            shutil.copyfile(journal, kept)
+            resumed = cli(*command, "--resume")
+            assert resumed.returncode == 0, resumed.stderr
+            assert "taking over the lock of pid" in resumed.stderr, \
+                "the killed profile's lock file is taken over, with a word"
+        (path,) = store.glob("*/res32-v1.json")
+    return KilledProfile(path, pd.read_csv(kept).dropna(subset=["calls_per_run"]))  # a row the kill cut is incomplete
 
 
 @pytest.fixture(scope="session")
