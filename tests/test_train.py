@@ -282,6 +282,29 @@ def test_distributed_pretraining_on_two_cpu_processes(tmp_path):
     assert metrics["train_images"].tolist() == [images] and metrics["val_images"].tolist() == [images]
 
 
+def test_fused_optimizers_step_as_the_loop_does(tmp_path):
+    """--fused-optimizer: the stages' Adam and SGD run PyTorch's fused kernel, and their steps move the weights as the
+    loop over parameter tensors does, to rounding; one kernel's optimizer state resumes in the other."""
+    stages = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        config = TrainConfig(dataset="digits", workers=0, limit_train=16, limit_val=8, holdout=0, fused_optimizer=fused)
+        trainer = Trainer(config, tmp_path / f"fused-{fused}", Workers(), show_progress=False, tensorboard=False)
+        stage, pretrain = MobileNetV2Baseline(trainer, resume=False), Pretrain(trainer, resume=False)
+        assert bool(stage.optimizer.defaults["fused"]) is fused and bool(pretrain.optimizer.defaults["fused"]) is fused
+        images, labels = next(iter(trainer.loader(trainer.train_set, 8, train=False)))
+        initial = {key: value.clone() for key, value in stage.network.state_dict().items()}
+        stage.step(trainer.batch(images), labels)  # same gradients: the updates differ by rounding only
+        stages[fused] = stage
+    loop, fused = (stages[kind].network.state_dict() for kind in (False, True))
+    assert not torch.equal(fused["stem.0.0.weight"], initial["stem.0.0.weight"]), "the step moved the weights"
+    for key in loop:
+        torch.testing.assert_close(fused[key], loop[key], rtol=1e-5, atol=1e-6, msg=key)
+    stages[False].optimizer.load_state_dict(stages[True].optimizer.state_dict())
+    stages[False].step(trainer.batch(images), labels)
+    assert all(torch.isfinite(value).all() for value in stages[False].network.state_dict().values())
+
+
 def test_training_lays_networks_out_channels_last_unless_told(trained_run, tmp_path, cli):
     """The default memory format reaches the checkpoints (weights as trained); an unknown one is one line."""
     weight = load_checkpoint(trained_run / "pretrain.pt")["metagraph"]["cells.7.options.4.body.0.0.weight"]

@@ -41,9 +41,9 @@ class BlockDropStage(Stage):
         self.backbone = trainer.new_metagraph() if self.resumed else load_backbone(trainer)
         self.policy = trainer.place(PolicyNetwork(trainer.resolution, len(DROPPABLE_CELLS)))
         self.backbone_model, self.policy_model = self.workers.wrap(self.backbone), self.workers.wrap(self.policy)
-        self.curriculum_optimizer = torch.optim.Adam(self.policy.parameters(), lr=settings.lr)
-        self.joint_optimizer = torch.optim.Adam([*self.policy.parameters(), *self.backbone.parameters()],
-                                                lr=settings.joint_lr)
+        self.curriculum_optimizer = trainer.optimizer("adam", self.policy.parameters(), settings.lr)
+        self.joint_optimizer = trainer.optimizer("adam", [*self.policy.parameters(), *self.backbone.parameters()],
+                                                 settings.joint_lr)
         self._restore(metagraph=self.backbone, policy=self.policy, curriculum_optimizer=self.curriculum_optimizer,
                       joint_optimizer=self.joint_optimizer)
         self.decided = torch.ones(len(DROPPABLE_CELLS), dtype=torch.bool, device=self.workers.device)

@@ -84,8 +84,8 @@ class ConvNetAIGStage(Stage):
         backbone = trainer.new_metagraph() if self.resumed else load_backbone(trainer)
         self.network = trainer.place(GatedMobileNetV2(backbone))
         self.model = self.workers.wrap(self.network)
-        self.optimizer = torch.optim.SGD(self.network.parameters(), lr=own.lr, momentum=own.momentum,
-                                         weight_decay=own.weight_decay)
+        self.optimizer = trainer.optimizer("sgd", self.network.parameters(), own.lr, momentum=own.momentum,
+                                           weight_decay=own.weight_decay)
         # the authors' steps at 150 and 250 of 350 epochs
         milestones = [int(own.epochs * 150 / 350), int(own.epochs * 250 / 350)]
         self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)

@@ -52,6 +52,7 @@ def train(
     allow_foreign_lut: AllowForeign = False,
     cell_merge: CellMerge = TrainConfig.cell_merge,
     memory_format: Annotated[str, typer.Option("--memory-format", help="channels_last (default: faster on CPUs) or contiguous (PyTorch's default layout).")] = TrainConfig.memory_format,
+    fused_optimizer: Annotated[bool, typer.Option("--fused-optimizer/--loop-optimizer", help="Adam's and SGD's fused kernel (one pass over every parameter) or PyTorch's CPU default, a loop over the parameter tensors.")] = TrainConfig.fused_optimizer,
     pretrain_epochs: PretrainEpochs = TrainConfig.pretrain_epochs,
     pretrain_lr: Annotated[float, typer.Option("--pretrain-lr", help="SGD learning rate of pre-training.")] = TrainConfig.pretrain_lr,
     pretrain_batch: Annotated[int, typer.Option("--pretrain-batch", min=1, help="Batch size of pre-training.")] = TrainConfig.pretrain_batch,

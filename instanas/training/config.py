@@ -47,6 +47,7 @@ class TrainConfig:
     holdout: float = 0.1  # share of the training split no stage trains on: the one-shot baseline chooses on it
     cell_merge: str = "mean"  # how a cell merges its modules: "mean", or "sum" (the paper's); see instanas.metagraph
     memory_format: str = "channels_last"  # "contiguous": PyTorch's default layout, the plain path (slower on CPUs)
+    fused_optimizer: bool = False  # Adam's and SGD's fused kernel, not PyTorch's CPU default: see Trainer.optimizer
     # stage 1: one-shot pre-training with drop-path
     pretrain_epochs: int = 164
     pretrain_lr: float = 0.1

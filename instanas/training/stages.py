@@ -88,10 +88,11 @@ class Pretrain(Stage):
             warm_start(self.metagraph, trainer, self.name)
         self.model = self.workers.wrap(self.metagraph)
         if config.pretrain_optimizer == "adam":
-            self.optimizer = torch.optim.Adam(self.metagraph.parameters(), lr=config.pretrain_lr)
+            self.optimizer = trainer.optimizer("adam", self.metagraph.parameters(), config.pretrain_lr)
         else:
-            self.optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.pretrain_lr,
-                                             momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+            self.optimizer = trainer.optimizer("sgd", self.metagraph.parameters(), config.pretrain_lr,
+                                               momentum=config.momentum, weight_decay=config.weight_decay,
+                                               nesterov=True)
         if config.pretrain_schedule == "paper":
             milestones = [int(config.pretrain_epochs * 0.5), int(config.pretrain_epochs * 0.75)]
             self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones, 0.1)
@@ -164,10 +165,10 @@ class Search(Stage):
             self.metagraph.load_state_dict(load_checkpoint(trainer.out / "pretrain.pt")["metagraph"])
         self.controller_model = self.workers.wrap(self.controller)
         self.metagraph_model = self.workers.wrap(self.metagraph)
-        self.controller_optimizer = torch.optim.Adam(self.controller.parameters(), lr=config.controller_lr)
-        self.metagraph_optimizer = torch.optim.SGD(self.metagraph.parameters(), lr=config.metagraph_lr,
-                                                   momentum=config.search_momentum,
-                                                   weight_decay=config.search_weight_decay)
+        self.controller_optimizer = trainer.optimizer("adam", self.controller.parameters(), config.controller_lr)
+        self.metagraph_optimizer = trainer.optimizer("sgd", self.metagraph.parameters(), config.metagraph_lr,
+                                                     momentum=config.search_momentum,
+                                                     weight_decay=config.search_weight_decay)
         self._restore(metagraph=self.metagraph, controller=self.controller,
                       controller_optimizer=self.controller_optimizer, metagraph_optimizer=self.metagraph_optimizer)
         self.snapshots = trainer.out / "snapshots"
@@ -260,7 +261,7 @@ class Retrain(Stage):
         config = self.config
         self.network = self.build()
         self.model = self.workers.wrap(self.network)
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.finetune_lr)
+        self.optimizer = trainer.optimizer("adam", self.network.parameters(), config.finetune_lr)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(config.finetune_epochs, 1))
         self._restore(**{self.state_key: self.network}, optimizer=self.optimizer, schedule=self.schedule)
 
