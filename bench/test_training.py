@@ -2,7 +2,7 @@
 
 The plain path is what PyTorch does by default with the paper's settings: fp32, contiguous activations, batch 32
 everywhere, the optimizers' loop over parameter tensors. The default path is :class:`TrainConfig`'s defaults
-(channels-last activations; pre-training at its default batch). Steps of the two alternate and the speed-up in
+(channels-last activations, pre-training and re-training at batch 64, the optimizers' fused kernel). Steps of the two alternate and the speed-up in
 ``extra_info`` is the median of each adjacent pair's ratio, so the machine's changing speed cannot fake it; a
 pre-training speed-up short of the floor is measured again on more pairs before it fails. The floor only catches a
 default path that lost its layout: the pre-training ratio read 1.13× on the CI machine, 1.17× and 1.51× in two full
@@ -36,7 +36,7 @@ THREADS = 2
 PAIRS = 4  # alternating plain/default steps once both have settled; a pre-training shortfall adds twice as many
 SETTLED_FAULTS = 10_000  # fresh pages (40 MB) a step may still touch once the process's heap has settled
 MAX_SETTLING_STEPS = 10
-PLAIN = {"memory_format": "contiguous", "pretrain_batch": 32, "fused_optimizer": False}
+PLAIN = {"memory_format": "contiguous", "pretrain_batch": 32, "finetune_batch": 32, "fused_optimizer": False}
 PRETRAIN_DROP_RATE = 0.25  # the shrinking schedule half-way through its drop-path phase: keep ~ U[0.5, 1]
 SEARCH_LUT = Path(__file__).parents[1] / "docs/results/compare-digits/lut-res32.json"  # prices the search's rewards
 MIN_PRETRAIN_SPEEDUP = 1.05  # a path that lost channels-last runs at about 1.0×
@@ -65,7 +65,8 @@ class StageSteps:
         config = self.trainer.config
         if stage == "pretrain":
             images, labels = self.images(config.pretrain_batch)
-            return lambda: self.pretrain.step(images, labels, PRETRAIN_DROP_RATE), len(images)
+            rng = np.random.default_rng(config.seed)
+            return lambda: self.pretrain.step(images, labels, PRETRAIN_DROP_RATE, rng), len(images)
         if stage == "search":  # an epoch of search runs both passes over every batch
             images, labels = self.images(config.search_batch)
             return lambda: (self.search.controller_step(images, labels, 0),

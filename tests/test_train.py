@@ -218,19 +218,25 @@ def test_stages_refuse_to_run_out_of_order_or_over_a_checkpoint(profiled, tmp_pa
 
 
 def test_killed_pretraining_resumes_from_its_last_epoch(tmp_path, cli):
-    """One step an epoch; the run is killed (SIGKILL) once its first epoch is journaled, then resumed."""
+    """One step an epoch; the run is killed (SIGKILL) once its first epoch is journaled, then resumed: it ends where
+    an uninterrupted run ends (every epoch draws its children, shuffling and augmentation from its own seed)."""
+    def command(run):  # plain digits: nothing to generate
+        return ("train", *TINY, "--dataset", "digits", "--limit-train", BATCH, "--limit-val", BATCH, "--holdout", "0",
+                "--stage", "pretrain", "--pretrain-epochs", "2", "--out", str(run), "--no-tensorboard")
     run = tmp_path / "run"
-    command = ("train", *TINY, "--dataset", "digits", "--limit-train", BATCH, "--limit-val", BATCH, "--holdout", "0",
-               "--stage", "pretrain", "--pretrain-epochs", "2", "--out", str(run))  # plain digits: nothing to generate
     metrics = run / "metrics-pretrain.csv"
-    kill_when(command, lambda: metrics.exists() and len(pd.read_csv(metrics)) >= 1, timeout=300)
+    kill_when(command(run), lambda: metrics.exists() and len(pd.read_csv(metrics)) >= 1, timeout=300)
     before = pd.read_csv(metrics)
     assert len(before) == 1, "killed after its first epoch"
-    resumed = cli(*command, "--resume")  # the resumed run need not be a fresh process: the killed one was
+    resumed = cli(*command(run), "--resume")  # the resumed run need not be a fresh process: the killed one was
     assert resumed.returncode == 0, resumed.stderr
     after = pd.read_csv(metrics)
     assert after["epoch"].tolist() == [0, 1], "no epoch lost or repeated"
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
+    whole = cli(*command(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    uninterrupted = pd.read_csv(tmp_path / "whole" / "metrics-pretrain.csv")
+    pd.testing.assert_frame_equal(after.drop(columns="epoch_s"), uninterrupted.drop(columns="epoch_s"))
 
 
 def test_pretraining_at_64_px_on_cluttered_digits(tmp_path, cli):

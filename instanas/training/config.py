@@ -47,7 +47,7 @@ class TrainConfig:
     holdout: float = 0.1  # share of the training split no stage trains on: the one-shot baseline chooses on it
     cell_merge: str = "mean"  # how a cell merges its modules: "mean", or "sum" (the paper's); see instanas.metagraph
     memory_format: str = "channels_last"  # "contiguous": PyTorch's default layout, the plain path (slower on CPUs)
-    fused_optimizer: bool = False  # Adam's and SGD's fused kernel, not PyTorch's CPU default: see Trainer.optimizer
+    fused_optimizer: bool = True  # Adam's and SGD's fused kernel; False: PyTorch's CPU default (see Trainer.optimizer)
     # stage 1: one-shot pre-training with drop-path
     pretrain_epochs: int = 164
     pretrain_lr: float = 0.1
@@ -78,7 +78,7 @@ class TrainConfig:
     # stage 3: re-training a chosen policy (and the MobileNetV2 baseline)
     finetune_epochs: int = 200
     finetune_lr: float = 0.01
-    finetune_batch: int = 32
+    finetune_batch: int = 64  # the authors' 32 is --finetune-batch 32: see docs/training.md, "Training speed"
     snapshot: int | None = None  # the search epoch whose controller to fine-tune (default: the last)
     from_scratch: bool = True
 

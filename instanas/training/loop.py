@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import itertools
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -270,6 +272,7 @@ class Stage:
     def _run(self) -> list[dict]:
         for epoch in range(self.start_epoch, self.epochs):
             start = time.perf_counter()
+            torch.manual_seed(self.epoch_seed(epoch))
             row = {"stage": self.name, "epoch": epoch} | self.train_epoch(epoch)
             row["epoch_s"] = round(time.perf_counter() - start, 1)  # wall time, evaluation included
             self.history.append(row)
@@ -285,6 +288,13 @@ class Stage:
         if self.trainer.scalars:
             self.trainer.scalars.close()
         return self.history
+
+    def epoch_seed(self, epoch: int) -> int:
+        """The seed of one epoch's random draws (shuffling, augmentation, children, the controller's samples), from
+        the run's seed, the stage, the epoch and the worker: a stage resumed at epoch k draws what an uninterrupted one
+        draws there."""
+        entropy = [self.config.seed, zlib.crc32(self.name.encode()), epoch, self.workers.rank]
+        return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
 
     def _restore(self, **modules) -> None:
         if self.resumed:

@@ -99,8 +99,6 @@ class Pretrain(Stage):
         else:
             self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=config.pretrain_epochs)
         self._restore(metagraph=self.metagraph, optimizer=self.optimizer, schedule=self.schedule)
-        # seeded by rank too: each worker draws children for its own images
-        self.rng = np.random.default_rng([config.seed, self.start_epoch, self.workers.rank])
 
     @property
     def epochs(self) -> int:
@@ -118,9 +116,9 @@ class Pretrain(Stage):
         archs = sample_architectures(count, keep=keep, seed=int(rng.integers(2**32)))
         return torch.as_tensor(archs, device=device)
 
-    def step(self, images: Tensor, labels: Tensor, rate: float) -> tuple[Tensor, Tensor]:
+    def step(self, images: Tensor, labels: Tensor, rate: float, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         """One SGD step, each image on its own random child at drop rate ``rate``; the loss and which were right."""
-        selection = self.children(len(images), rate, self.rng, images.device,
+        selection = self.children(len(images), rate, rng, images.device,
                                   spread=self.config.pretrain_schedule == "shrinking")
         return supervised_step(self.model, self.optimizer, images, labels, selection)
 
@@ -128,8 +126,9 @@ class Pretrain(Stage):
         rate = drop_path_rate(epoch, self.epochs, self.config.final_drop_path)
         spread = self.config.pretrain_schedule == "shrinking"
         loader = self.trainer.loader(self.trainer.train_set, self.config.pretrain_batch, train=True)
+        rng = np.random.default_rng(self.epoch_seed(epoch))  # each worker draws children for its own images
         row = self.trainer.epoch(loader, epoch, "pretrain",
-                                 lambda images, labels: self.step(images, labels, rate), "train")
+                                 lambda images, labels: self.step(images, labels, rate, rng), "train")
         self.schedule.step()
         validation_rng = np.random.default_rng([self.config.seed, self.workers.rank])
         sampled = lambda images: self.children(len(images), rate, validation_rng, images.device, spread)  # noqa: E731
