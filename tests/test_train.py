@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
 from conftest import BATCH, LIMIT_VAL, TINY, kill_when
 
 from instanas.cluttered import PROTOCOLS
@@ -309,6 +310,30 @@ def test_fused_optimizers_step_as_the_loop_does(tmp_path):
     stages[False].optimizer.load_state_dict(stages[True].optimizer.state_dict())
     stages[False].step(trainer.batch(images), labels)
     assert all(torch.isfinite(value).all() for value in stages[False].network.state_dict().values())
+
+    # SGD with momentum where a module gets its first gradient after the first step (a module no child ran so far)
+    weights, optimizers = {}, {}
+    for kind, stage in stages.items():
+        torch.manual_seed(1)
+        modules = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
+        optimizers[kind] = stage.trainer.optimizer("sgd", modules.parameters(), 0.1, momentum=0.9, nesterov=True,
+                                                   weight_decay=1e-4)
+        for used in ([0], [0, 1], [0, 1]):
+            optimizers[kind].zero_grad(set_to_none=True)
+            sum(modules[index](torch.ones(2, 3)).square().sum() for index in used).backward()
+            optimizers[kind].step()
+        weights[kind] = [parameter.detach().clone() for parameter in modules.parameters()]
+    for loop_weight, fused_weight in zip(weights[False], weights[True], strict=True):
+        torch.testing.assert_close(fused_weight, loop_weight, rtol=1e-5, atol=1e-6)
+    partial = nn.ModuleList([nn.Linear(3, 3), nn.Linear(3, 3)])
+    loop_state = torch.optim.SGD(partial.parameters(), lr=0.1, momentum=0.9)
+    partial[0](torch.ones(2, 3)).sum().backward()
+    loop_state.step()  # a loop optimizer's state, with no buffer for the module that did not run
+    resumed = stages[True].trainer.optimizer("sgd", partial.parameters(), 0.1, momentum=0.9)
+    resumed.load_state_dict(loop_state.state_dict())
+    sum(module(torch.ones(2, 3)).sum() for module in partial).backward()
+    resumed.step()
+    assert all(torch.isfinite(parameter).all() for parameter in partial.parameters())
 
 
 def test_training_lays_networks_out_channels_last_unless_told(trained_run, tmp_path, cli):

@@ -133,9 +133,13 @@ class Trainer:
         the meta-graph has 722 (9.6 M weights). The same update, rounded in another order (docs/training.md,
         "Training speed")."""
         optimizers = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-        if self.config.fused_optimizer:
-            options["fused"] = True
-        return optimizers[kind](parameters, lr=lr, **options)
+        if not self.config.fused_optimizer:
+            return optimizers[kind](parameters, lr=lr, **options)
+        optimizer = optimizers[kind](parameters, lr=lr, fused=True, **options)
+        if kind == "sgd" and options.get("momentum", 0) and not options.get("dampening", 0):
+            _zero_momentum_buffers(optimizer)
+            optimizer.register_load_state_dict_post_hook(_zero_momentum_buffers)
+        return optimizer
 
     def new_metagraph(self) -> MetaGraph:
         return self.place(MetaGraph(self.resolution, self.info.num_classes, self.config.cell_merge))
@@ -218,6 +222,17 @@ def self_critical_loss(probabilities: Tensor, reward: Callable[[Tensor], tuple[T
     policy_term = (log_probability * advantage.view(-1, *[1] * (probabilities.dim() - 1))).sum()
     loss = -policy_term - entropy_weight * entropy
     return (loss if summed else loss / len(probabilities)), sampled
+
+
+def _zero_momentum_buffers(optimizer: torch.optim.Optimizer) -> None:
+    """Give every parameter without one a zero momentum buffer. PyTorch's fused SGD (2.14) fails when some buffers
+    exist and a parameter gets its first gradient later — a module no child ran until then — and the loop creates
+    that buffer as the gradient itself, which is what a zero buffer becomes in its first step (without dampening)."""
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            state = optimizer.state[parameter]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
 
 
 class Stage:
