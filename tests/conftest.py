@@ -137,8 +137,13 @@ EPOCHS = ("--pretrain-epochs", "1", "--search-epochs", "2", "--finetune-epochs",
 
 @pytest.fixture(scope="session")
 def trained_run(profiled, tmp_path_factory, cli):
-    """All of ``instanas train`` (pretrain, search, finetune, mobilenetv2) on the tiny setup: the run folder."""
+    """All of ``instanas train`` (pretrain, search, finetune, mobilenetv2) on the tiny setup: the run folder, a
+    worker's own copy (tests evaluate and train into it) of the one run the test session trains."""
+    with built_once(tmp_path_factory, "trained-run") as (folder, built):
+        if not built:
+            shutil.rmtree(folder / "run", ignore_errors=True)  # what a failed build left
+            trained = cli("train", *TINY, *EPOCHS, "--out", str(folder / "run"), "--lut", str(profiled))
+            assert trained.returncode == 0, trained.stderr
     run = tmp_path_factory.mktemp("train") / "run"
-    trained = cli("train", *TINY, *EPOCHS, "--out", str(run), "--lut", str(profiled))
-    assert trained.returncode == 0, trained.stderr
+    shutil.copytree(folder / "run", run)
     return run
