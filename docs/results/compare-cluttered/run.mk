@@ -22,7 +22,9 @@ LUT ?= $(RUN)/lut-res32.json
 PRETRAIN_EPOCHS ?= 10
 SEARCH_EPOCHS ?= 6
 FINETUNE_EPOCHS ?= 12
-TRAIN_FLAGS ?= --limit-train 4000 --pretrain-lr 0.02 --metagraph-lr 0.01 --search-momentum 0.9 --upper-end 0.58
+# re-training at batch 32, the default when the committed table was made (64 since)
+TRAIN_FLAGS ?= --limit-train 4000 --pretrain-lr 0.02 --metagraph-lr 0.01 --search-momentum 0.9 --upper-end 0.58 \
+	--finetune-batch 32
 # the last search snapshot (epoch SEARCH_EPOCHS - 1)
 BASELINES ?= --blockdrop-curriculum-epochs 5 --blockdrop-joint-epochs 12 --aig-epochs 12 --oneshot-samples 100 \
 	--retrain-snapshots $(shell expr $(SEARCH_EPOCHS) - 1) --instanas-from-search --oneshot-retrain-points 1
