@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from torch import nn
 from conftest import BATCH, LIMIT_VAL, TINY, kill_when
+from torch import nn
 
 from instanas.cluttered import PROTOCOLS
 from instanas.controller import Controller, deterministic_policy, encouraged
