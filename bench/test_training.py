@@ -3,14 +3,15 @@
 The plain path is what PyTorch does by default with the paper's settings: fp32, contiguous activations, batch 32
 everywhere, the optimizers' loop over parameter tensors. The default path is :class:`TrainConfig`'s defaults
 (channels-last activations, pre-training and re-training at batch 64, the optimizers' fused kernel). Steps of the
-two alternate and the speed-up in ``extra_info`` is the median of each adjacent pair's ratio, so the machine's changing speed cannot fake it; a
-pre-training speed-up short of the floor is measured again on more pairs before it fails. The floor only catches a
-default path that lost its layout: the pre-training ratio read 1.13× on the CI machine, 1.17× and 1.51× in two full
-bench runs on one quiet machine and 1.54× with this file alone, its default steps erratic where the plain ones were
-steady — the default step's heap was still growing (:func:`settle`), so both paths now settle before they are timed.
-pytest-benchmark's rounds are the default path's steps of those pairs (the plain step runs as the round's untimed
-setup), judged by ``bench/check.py`` against the baseline like every other benchmark. Each step is the stage's own
-(``Pretrain.step``, ``Search.controller_step`` and ``metagraph_step``, ``Retrain.step``) on real digits images.
+two alternate and the speed-up in ``extra_info`` is the median of each adjacent pair's ratio, so the machine's
+changing speed cannot fake it; a pre-training speed-up short of the floor is measured again on more pairs before it
+fails. The floor only catches a default path that lost its layout: the pre-training ratio read 1.13× on the CI
+machine, 1.17× and 1.51× in two full bench runs on one quiet machine and 1.54× with this file alone, its default
+steps erratic where the plain ones were steady — the default step's heap was still growing (:func:`settle`), so both
+paths now settle before they are timed. pytest-benchmark's rounds are the default path's steps of those pairs (the
+plain step runs as the round's untimed setup), judged by ``bench/check.py`` against the baseline like every other
+benchmark. Each step is the stage's own (``Pretrain.step``, ``Search.controller_step`` and ``metagraph_step``,
+``Retrain.step``) on real digits images.
 """
 
 from __future__ import annotations
