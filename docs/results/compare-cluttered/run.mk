@@ -22,7 +22,7 @@ LUT ?= $(RUN)/lut-res32.json
 PRETRAIN_EPOCHS ?= 10
 SEARCH_EPOCHS ?= 6
 FINETUNE_EPOCHS ?= 12
-# re-training at batch 32, the default when the committed table was made (64 since)
+# re-training at batch 32 (the default; spelled out because 64 may become it: docs/training.md)
 TRAIN_FLAGS ?= --limit-train 4000 --pretrain-lr 0.02 --metagraph-lr 0.01 --search-momentum 0.9 --upper-end 0.58 \
 	--finetune-batch 32
 # the last search snapshot (epoch SEARCH_EPOCHS - 1)
