@@ -17,6 +17,11 @@ R = R_T · R_A when the prediction is right (R_T = +10), R = R_T = −10 when it
   towards the interval at every latency while a right answer never earns less than a wrong one (R ≥ −10, the
   paper's principle that accuracy comes first). And the interval's half-width never falls below the spread of the
   drawn children's latency, so the per-sample noise does not swamp the curve.
+* ``falling`` — priced as ``graded``, but R_A falls with latency over the whole range, from 1 at L to 0 at U_t
+  (1 − u², u = (z − L)/(U_t − L); beyond U_t as ``graded``): BlockDrop's form, where a right answer is always paid
+  more for a cheaper network. Both quadratics above pay most at one latency for every image, so an easy image is not
+  paid to run cheaper than a hard one and only the accuracy term can tell them apart; here an image that stays right
+  on fewer modules keeps earning for dropping them, and one that turns wrong loses R_T (docs/training.md, issue 33).
 """
 
 from __future__ import annotations
@@ -108,28 +113,36 @@ def graded_latency_reward(latency_ms: Tensor, centre: float, half_width: float) 
     return torch.where(u <= 1, 1 - u**2, torch.expm1(-2 * (u - 1)))
 
 
+def falling_latency_reward(latency_ms: Tensor, lower: float, width: float) -> Tensor:
+    """1 at ``lower`` (and below), 1 − u² up to ``lower + width`` (u = (z − lower)/width), then the graded tail:
+    strictly falling with latency above ``lower``, continuous with its slope, above −1."""
+    return graded_latency_reward(latency_ms.clamp(min=lower), lower, width)
+
+
 @dataclass(frozen=True)
 class LatencyReward:
     """R_A at search epoch ``epoch`` of the greedy child, or of a drawn one (see the module's docstring)."""
 
     kind: str
     bounds: LatencyBounds
-    spread_ms: float = 0.0  # graded only: the floor of the interval's half-width
+    spread_ms: float = 0.0  # graded and falling: the floor of the interval's half-width
 
     @classmethod
     def build(cls, kind: str, table, bounds: LatencyBounds, alpha: float) -> LatencyReward:
         check_reward(kind)
-        return cls(kind, bounds, drawn_spread(table, alpha) if kind == "graded" else 0.0)
+        return cls(kind, bounds, drawn_spread(table, alpha) if kind != "paper" else 0.0)
 
     def greedy(self, latency_ms: Tensor, epoch: int) -> Tensor:
         upper, lower = self.bounds.upper(epoch), self.bounds.lower
         if self.kind == "paper":
             return latency_reward(latency_ms, upper, lower)
+        if self.kind == "falling":
+            return falling_latency_reward(latency_ms, lower, max(upper - lower, 2 * self.spread_ms))
         return graded_latency_reward(latency_ms, (upper + lower) / 2, max((upper - lower) / 2, self.spread_ms))
 
     def drawn(self, latency_ms: Tensor, epoch: int, greedy_ms: Tensor, mean_drawn_ms: Tensor) -> Tensor:
         """``latency_ms`` of the drawn children, ``greedy_ms`` of the same images' greedy children, and the mean
-        latency of what their policies draw (only ``graded`` uses the last two)."""
+        latency of what their policies draw (``graded`` and ``falling`` use the last two)."""
         if self.kind == "paper":
             return self.greedy(latency_ms, epoch)
         return self.greedy(greedy_ms + latency_ms - mean_drawn_ms, epoch)

@@ -15,6 +15,7 @@ from instanas.metagraph import MetaGraph
 from instanas.reward import (
     LatencyBounds,
     LatencyReward,
+    falling_latency_reward,
     graded_latency_reward,
     instance_reward,
     lut_latency,
@@ -147,6 +148,30 @@ def test_graded_reward_is_the_paper_quadratic_inside_and_keeps_falling_outside()
     slope = (graded_latency_reward(torch.tensor([10.001]), 7.0, 3.0)
              - graded_latency_reward(torch.tensor([9.999]), 7.0, 3.0))
     assert float(slope) / 0.002 == pytest.approx(-2 / 3, rel=0.01), "the slope is continuous at the bound"
+
+
+def test_falling_reward_pays_more_for_every_cheaper_network():
+    """BlockDrop's form: 1 at L, 1 − u² up to U, then the graded tail; no latency where a slower child earns more."""
+    z = torch.tensor([1.0, 4.0, 5.5, 7.0, 10.0, 13.0])
+    values = falling_latency_reward(z, lower=4.0, width=6.0)
+    expected = [1.0, 1.0, 1 - 0.25**2, 1 - 0.5**2, 0.0, np.exp(-1.0) - 1]
+    torch.testing.assert_close(values, torch.tensor(expected, dtype=torch.float32))
+    along = falling_latency_reward(torch.linspace(4.1, 16, 60), 4.0, 6.0)
+    assert (along.diff() < 0).all(), "a faster child always earns more"
+    assert (along > -1).all(), "a right answer never earns less than a wrong one"
+
+
+def test_falling_reward_lowers_latency_where_the_graded_one_raises_it(table, digits):
+    """Bounds whose middle lies above a fresh controller's greedy network: the graded reward pays it to grow towards
+    the middle, the falling one to shrink — the difference that lets an easy image run cheaper than a hard one."""
+    images, _ = digits
+    full = table.estimate(full_architecture(), mode=table.default_mode)
+    bounds = LatencyBounds(table.estimate(smallest_architecture(), mode=table.default_mode), 1.5 * full, 1.5 * full,
+                           epochs=1)
+    (p_before, _), (p_graded, _) = _train_controller(_latency_only(table, "graded", bounds, 0), images)
+    _, (p_falling, _) = _train_controller(_latency_only(table, "falling", bounds, 0), images)
+    assert p_graded > p_before + 0.02, (p_before, p_graded)
+    assert p_falling < p_before - 0.05, (p_before, p_falling)
 
 
 def test_graded_reward_prices_drawn_children_around_the_greedy_policy(table):

@@ -69,7 +69,7 @@ def train(
     search_momentum: Annotated[float, typer.Option("--search-momentum", min=0.0, help="SGD momentum of the meta-graph epochs of the search (the authors': 0).")] = TrainConfig.search_momentum,
     search_weight_decay: Annotated[float, typer.Option("--search-weight-decay", min=0.0, help="SGD weight decay of the meta-graph epochs of the search (the authors': 0).")] = TrainConfig.search_weight_decay,
     search_batch: Annotated[int, typer.Option("--search-batch", min=1, help="Batch size of the search.")] = TrainConfig.search_batch,
-    reward: Annotated[str, typer.Option("--reward", help="Latency reward: graded (default) or paper (eq. 2 as published); see README.")] = TrainConfig.reward,
+    reward: Annotated[str, typer.Option("--reward", help="Latency reward: graded (default), paper (eq. 2 as published) or falling (cheaper always pays, BlockDrop's form); see docs/training.md.")] = TrainConfig.reward,
     alpha: Annotated[float, typer.Option("--alpha", help="Encouragement α: p' = α·p + (1 − α)(1 − p).")] = TrainConfig.alpha,
     entropy_weight: Annotated[float, typer.Option("--entropy-weight", help="Weight of the entropy term.")] = TrainConfig.entropy_weight,
     reward_correct: Annotated[float, typer.Option("--reward-correct", help="R_T of a correct prediction (R = R_T·R_A).")] = TrainConfig.reward_correct,

@@ -17,7 +17,7 @@ PRETRAIN_OPTIMIZERS = ("sgd", "adam")  # the paper's SGD, or re-training's Adam:
 # what checkpoints saved before a stage setting existed were trained with
 SETTING_DEFAULTS = {"pretrain_optimizer": "sgd", "warm_start": None}
 REQUIRES = {"search": "pretrain", "finetune": "search"}
-REWARDS = ("graded", "paper")  # the latency reward: see instanas.reward
+REWARDS = ("graded", "paper", "falling")  # the latency reward: see instanas.reward
 MEMORY_FORMATS = ("channels_last", "contiguous")  # how activations are laid out in training: see Trainer
 
 
@@ -68,7 +68,7 @@ class TrainConfig:
     search_momentum: float = 0.9
     search_weight_decay: float = 0.0
     search_batch: int = 32
-    reward: str = "graded"  # "paper": eq. 2 as published; "graded": see instanas.reward
+    reward: str = "graded"  # "paper": eq. 2 as published; "graded", "falling": see instanas.reward
     alpha: float = 0.8
     entropy_weight: float = 0.8
     reward_correct: float = 10.0
