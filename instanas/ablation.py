@@ -8,6 +8,8 @@ accuracy with the shared weights, batch-norm statistics recalibrated), whether i
 (Spearman of latency against epoch: −1 is a steady fall), and the re-trained policy against one MobileNetV2 1.0×
 (``baseline``): accuracy, latency with the controller, their ratio, distinct architectures, and the Spearman
 correlation of an image's latency with MobileNetV2's confidence in it and, on cluttered digits, with its clutter.
+On cluttered digits every search snapshot's policy is also read against clutter (``snapshots.csv``, the plot's third
+panel): one re-trained policy's Spearman is one draw, the snapshots show whether the sign holds.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
+from torch.utils.data import DataLoader
 
 from instanas.atomic import atomic_write
+from instanas.cluttered import bucket_label, clutter_bucket, protocol_of
+from instanas.controller import Controller, deterministic_policy
+from instanas.data import difficulty_of
 from instanas.errors import CheckpointError
-from instanas.evaluate import evaluate_run
+from instanas.evaluate import evaluate_run, latency_spearman, validation_images
 from instanas.plots import png_figure
 from instanas.training.checkpoints import load_checkpoint, read_run
 
@@ -93,6 +100,33 @@ def ablation_row(run: Path, reference: dict, table, baseline: Path, out: Path) -
     return row
 
 
+def clutter_by_snapshot(run: Path, table) -> pd.DataFrame | None:
+    """Per search snapshot of ``run``: its greedy policy's mean LUT latency (controller excluded) on the validation
+    images, per clutter bucket, and the Spearman of an image's latency with its clutter (positive: more clutter, a
+    richer network). None for data that is not cluttered digits."""
+    settings = read_run(run)
+    protocol = protocol_of(settings["dataset"])
+    if protocol is None:
+        return None
+    dataset = validation_images(settings)
+    clutter = difficulty_of(dataset)["clutter"].to_numpy()
+    buckets = clutter_bucket(clutter, protocol)
+    labels = [bucket_label(low, high) for low, high in protocol.buckets()]
+    images = torch.cat([batch for batch, _ in DataLoader(dataset, batch_size=500)])
+    rows = []
+    for path in sorted((run / "snapshots").glob("epoch-*.pt")):
+        snapshot = load_checkpoint(path)
+        controller = Controller(settings["resolution"]).eval()
+        controller.load_state_dict(snapshot["controller"])
+        with torch.no_grad():
+            archs = deterministic_policy(controller(images)).numpy().astype(bool)
+        lut_ms = table.estimate(archs, mode=table.default_mode)
+        rows.append({"run": run.name, "epoch": snapshot["epoch"], "greedy_ms": float(lut_ms.mean()),
+                     "spearman_vs_clutter": latency_spearman(lut_ms, clutter)}
+                    | {f"ms_clutter_{label}": float(lut_ms[buckets == label].mean()) for label in labels})
+    return pd.DataFrame(rows)
+
+
 def markdown(frame: pd.DataFrame) -> str:
     def number(value, form: str) -> str:
         return "—" if value is None or pd.isna(value) else format(value, form)
@@ -120,9 +154,26 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def trajectory_plot(runs: list[Path], path: Path) -> None:
-    """Each run's greedy LUT latency and accuracy per search epoch, with the upper bound U_t."""
-    with png_figure(path, (11, 4), ncols=2) as (latency_axes, accuracy_axes):
+def trajectory_plot(runs: list[Path], path: Path, snapshots: pd.DataFrame | None = None) -> None:
+    """Each run's greedy LUT latency and accuracy per search epoch, with the upper bound U_t; with ``snapshots``
+    (:func:`clutter_by_snapshot`), a third panel: each snapshot's Spearman of latency with clutter."""
+    panels = 2 if snapshots is None else 3
+    with png_figure(path, (5.5 * panels, 4), ncols=panels) as axes:
+        latency_axes, accuracy_axes = axes[:2]
+        if snapshots is not None:
+            clutter_axes = axes[2]
+            for index, run in enumerate(runs):
+                mine = snapshots[snapshots["run"] == run.name]
+                clutter_axes.plot(mine["epoch"], mine["spearman_vs_clutter"], marker="o", color=f"C{index}",
+                                  label=run.name)
+            clutter_axes.axhline(0, color="0.5", linewidth=0.8)
+            clutter_axes.set_ylim(-1, 1)
+            clutter_axes.set_xlabel("search epoch")
+            clutter_axes.set_ylabel("Spearman (latency, clutter)")
+            clutter_axes.set_title("more clutter, richer network? (> 0: yes)", fontsize=10)
+            clutter_axes.xaxis.get_major_locator().set_params(integer=True)
+            clutter_axes.grid(alpha=0.3)
+            clutter_axes.legend(fontsize=7)
         for index, run in enumerate(runs):
             search = pd.read_csv(run / "metrics-search.csv")
             color = f"C{index}"
@@ -160,5 +211,9 @@ def ablation(runs: list[Path], table_for, baseline: Path, out: Path) -> pd.DataF
     atomic_write(out / "ablation.csv", frame.to_csv(index=False))
     atomic_write(out / "ablation.md", markdown(frame))
     atomic_write(out / "settings.json", json.dumps({"reference": runs[0].name, "settings": reference}, indent=1) + "\n")
-    trajectory_plot(runs, out / "search.png")
+    snapshots = [clutter_by_snapshot(run, table_for(read_run(run)["cell_merge"])) for run in runs]
+    snapshots = None if any(frame is None for frame in snapshots) else pd.concat(snapshots, ignore_index=True)
+    if snapshots is not None:
+        atomic_write(out / "snapshots.csv", snapshots.to_csv(index=False))
+    trajectory_plot(runs, out / "search.png", snapshots)
     return frame

@@ -68,6 +68,12 @@ def latency_spearman(latency_ms: np.ndarray, difficulty: np.ndarray) -> float | 
     return float(stats.spearmanr(latency_ms, difficulty).statistic) if np.ptp(latency_ms) > 0 else None
 
 
+def validation_images(run: dict, data_dir: str | None = None):
+    """The validation images every evaluation of a run (``read_run``'s dict) scores: its split, limited as trained."""
+    return subset(load_dataset(run["dataset"], data_dir or run["data_dir"], train=False, resolution=run["resolution"]),
+                  run["limit_val"], run["seed"])
+
+
 def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_dir: str | None = None,
                  measure: int, threads: int | None = None, min_run_time: float = 0.2,
                  out: Path | None = None, baseline: Path | None = None) -> dict:
@@ -85,8 +91,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
     table.check_merge(run["cell_merge"])
     folder = data_dir or run["data_dir"]
     info = dataset_info(run["dataset"], run["resolution"], folder)
-    dataset = subset(load_dataset(run["dataset"], folder, train=False, resolution=run["resolution"]), run["limit_val"],
-                     run["seed"])
+    dataset = validation_images(run, folder)
     loader = DataLoader(dataset, batch_size=100)
 
     metagraph = MetaGraph(run["resolution"], info.num_classes, run["cell_merge"])

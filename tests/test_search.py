@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from instanas.batchnorm import recalibrate_batch_norm, recalibrated
 from instanas.controller import Controller, deterministic_policy, encouraged
 from instanas.data import load_dataset
+from instanas.evaluate import evaluate_run
 from instanas.metagraph import MetaGraph
 from instanas.reward import (
     LatencyBounds,
@@ -267,6 +268,23 @@ def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_pa
     assert -1 <= frame.loc[0, "spearman_vs_clutter"] <= 1 or np.isnan(frame.loc[0, "spearman_vs_clutter"])
     assert "| paper-reward | reward paper, search_epochs 1 |" in (out / "ablation.md").read_text()
     assert "Spearman vs clutter" in (out / "ablation.md").read_text()
+    snapshots = pd.read_csv(out / "snapshots.csv")
+    for run in (trained_run, other):
+        assert len(snapshots[snapshots["run"] == run.name]) == len(list((run / "snapshots").glob("epoch-*.pt")))
+    last = snapshots[snapshots["run"] == trained_run.name].iloc[-1]
+    table = load_table(profiled)
+    report = evaluate_run(trained_run, table, checkpoint=trained_run / "snapshots" / f"epoch-{last['epoch']:03d}.pt",
+                          measure=0, out=tmp_path / "snapshot-evaluation")  # the same policy through the meta-graph
+    assert last["greedy_ms"] + table.controller_ms == pytest.approx(report["lut_ms"]["mean"], rel=1e-5)
+    if report["spearman_latency_vs_clutter"] is None:
+        assert np.isnan(last["spearman_vs_clutter"])
+    else:
+        assert last["spearman_vs_clutter"] == pytest.approx(report["spearman_latency_vs_clutter"])
+    buckets = [column for column in snapshots if column.startswith("ms_clutter_")]
+    assert len(buckets) >= 2, "one column per clutter bucket"
+    tolerance = 1e-4  # the mean of all images lies between the means of the buckets that partition them
+    assert (snapshots[buckets].min(axis=1) <= snapshots["greedy_ms"] + tolerance).all()
+    assert (snapshots[buckets].max(axis=1) >= snapshots["greedy_ms"] - tolerance).all()
 
     shutil.copy(trained_run / "finetune.pt", other / "finetune-epoch-000.pt")  # as compare names its re-training
     own = tmp_path / "own-finetune"  # the same search, re-trained by its own finetune stage at another recipe
