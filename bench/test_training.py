@@ -2,7 +2,7 @@
 
 The plain path is what PyTorch does by default with the paper's settings: fp32, contiguous activations, batch 32
 everywhere, the optimizers' loop over parameter tensors. The default path is :class:`TrainConfig`'s defaults
-(channels-last activations, pre-training at batch 64, the optimizers' fused kernel). Steps of the
+(channels-last activations, batch 64, the optimizers' fused kernel). Steps of the
 two alternate and the speed-up in ``extra_info`` is the median of each adjacent pair's ratio, so the machine's
 changing speed cannot fake it; a pre-training speed-up short of the floor is measured again on more pairs before it
 fails. The floor only catches a default path that lost its layout: the pre-training ratio read 1.13× on the CI

@@ -56,8 +56,10 @@ def differences(settings: dict, reference: dict) -> str:
 
 
 def retrained_policy(run: Path, search_epochs: int) -> Path | None:
-    """The run's re-trained policy: ``finetune.pt``, else ``compare``'s re-training of the last snapshot."""
-    for path in (run / "finetune.pt", run / f"finetune-epoch-{search_epochs - 1:03d}.pt"):
+    """The run's re-trained policy: ``finetune.pt``, else ``compare``'s re-training of the last snapshot (from
+    scratch, or fine-tuned from the search's weights: ``--instanas-from-search``)."""
+    last = f"finetune-epoch-{search_epochs - 1:03d}"
+    for path in (run / "finetune.pt", run / f"{last}.pt", run / f"{last}-from-search.pt"):
         if path.exists():
             return path
     return None

@@ -297,5 +297,9 @@ def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_pa
     assert again.returncode == 0, again.stderr
     frame = pd.read_csv(out / "ablation.csv")
     assert frame.loc[0, "retrained_accuracy"] == frame.loc[2, "retrained_accuracy"], "the same policy, evaluated"
+    (other / "finetune-epoch-000.pt").rename(other / "finetune-epoch-000-from-search.pt")  # --instanas-from-search
+    assert cli("ablation", "--run", str(other), "--baseline", str(trained_run / "mobilenetv2.pt"), "--lut",
+               str(profiled), "--out", str(out)).returncode == 0
+    assert pd.read_csv(out / "ablation.csv").loc[0, "retrained_accuracy"] == frame.loc[0, "retrained_accuracy"]
     assert frame.loc[1, "changed"] == "finetune_lr 0.005, from_scratch False", (
         "re-training settings differ from those of compare's re-training")

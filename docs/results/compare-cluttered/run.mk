@@ -3,9 +3,9 @@
 # 10 epochs at SGD 0.02, search 6 with the meta-graph at SGD 0.01 and momentum 0.9 and the bound ending at 0.58x
 # MobileNetV2 (so that the last policy, controller included, stays under 0.7x), the last snapshot fine-tuned from
 # the search's weights for 15 epochs at Adam 0.001), one-shot (100 children scored, the cheapest frontier point
-# re-trained), BlockDrop (curriculum 5, joint 15) and ConvNet-AIG (15), every re-training 15 epochs at batch 64, on 4,000 of
-# cluttered MNIST's 8,000 training images (3,600 after the 10 % held out), validated on all 2,000. Run from the
-# repository root with `instanas` on PATH:
+# re-trained), BlockDrop (curriculum 5, joint 15) and ConvNet-AIG (15, both at their batch 32), every re-training 15
+# epochs at batch 64, on 4,000 of cluttered MNIST's 8,000 training images (3,600 after the 10 % held out), validated
+# on all 2,000. Run from the repository root with `instanas` on PATH:
 #
 #     make -j2 -f docs/results/compare-cluttered/run.mk
 #
@@ -27,10 +27,9 @@ OUT ?= docs/results/compare-cluttered
 LUT ?= $(RUN)/lut-res32.json
 PRETRAIN_EPOCHS ?= 10
 SEARCH_EPOCHS ?= 6
-# 15 epochs at batch 64 cost less than 12 at 32 (docs/training.md) and MobileNetV2 1.0x was still climbing at 12
+# 15 epochs at batch 64 (the default) cost less than 12 at 32 and MobileNetV2 1.0x was still climbing at 12
 FINETUNE_EPOCHS ?= 15
-TRAIN_FLAGS ?= --limit-train 4000 --pretrain-lr 0.02 --metagraph-lr 0.01 --search-momentum 0.9 --upper-end 0.58 \
-	--finetune-batch 64
+TRAIN_FLAGS ?= --limit-train 4000 --pretrain-lr 0.02 --metagraph-lr 0.01 --search-momentum 0.9 --upper-end 0.58
 # the last search snapshot (epoch SEARCH_EPOCHS - 1)
 BASELINES ?= --blockdrop-curriculum-epochs 5 --blockdrop-joint-epochs 15 --aig-epochs 15 --oneshot-samples 100 \
 	--retrain-snapshots $(shell expr $(SEARCH_EPOCHS) - 1) --instanas-from-search --oneshot-retrain-points 1
