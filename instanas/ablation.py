@@ -214,7 +214,7 @@ def ablation(runs: list[Path], table_for, baseline: Path, out: Path) -> pd.DataF
     atomic_write(out / "ablation.md", markdown(frame))
     atomic_write(out / "settings.json", json.dumps({"reference": runs[0].name, "settings": reference}, indent=1) + "\n")
     snapshots = [clutter_by_snapshot(run, table_for(read_run(run)["cell_merge"])) for run in runs]
-    snapshots = None if any(frame is None for frame in snapshots) else pd.concat(snapshots, ignore_index=True)
+    snapshots = None if any(part is None for part in snapshots) else pd.concat(snapshots, ignore_index=True)
     if snapshots is not None:
         atomic_write(out / "snapshots.csv", snapshots.to_csv(index=False))
     trajectory_plot(runs, out / "search.png", snapshots)
