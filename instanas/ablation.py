@@ -15,6 +15,7 @@ panel): one re-trained policy's Spearman is one draw, the snapshots show whether
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,17 @@ def ablation_row(run: Path, reference: dict, table, baseline: Path, out: Path) -
     return row
 
 
+def snapshot_policies(run: Path, images: torch.Tensor) -> Iterator[tuple[int, np.ndarray]]:
+    """Each search snapshot of ``run``, in order: its epoch and the architecture its greedy policy gives each image."""
+    resolution = read_run(run)["resolution"]
+    for path in sorted((run / "snapshots").glob("epoch-*.pt")):
+        snapshot = load_checkpoint(path)
+        controller = Controller(resolution).eval()
+        controller.load_state_dict(snapshot["controller"])
+        with torch.no_grad():
+            yield snapshot["epoch"], deterministic_policy(controller(images)).numpy().astype(bool)
+
+
 def clutter_by_snapshot(run: Path, table) -> pd.DataFrame | None:
     """Per search snapshot of ``run``: its greedy policy's mean LUT latency (controller excluded) on the validation
     images, per clutter bucket, and the Spearman of an image's latency with its clutter (positive: more clutter, a
@@ -116,14 +128,9 @@ def clutter_by_snapshot(run: Path, table) -> pd.DataFrame | None:
     labels = [bucket_label(low, high) for low, high in protocol.buckets()]
     images = torch.cat([batch for batch, _ in DataLoader(dataset, batch_size=500)])
     rows = []
-    for path in sorted((run / "snapshots").glob("epoch-*.pt")):
-        snapshot = load_checkpoint(path)
-        controller = Controller(settings["resolution"]).eval()
-        controller.load_state_dict(snapshot["controller"])
-        with torch.no_grad():
-            archs = deterministic_policy(controller(images)).numpy().astype(bool)
+    for epoch, archs in snapshot_policies(run, images):
         lut_ms = table.estimate(archs, mode=table.default_mode)
-        rows.append({"run": run.name, "epoch": snapshot["epoch"], "greedy_ms": float(lut_ms.mean()),
+        rows.append({"run": run.name, "epoch": epoch, "greedy_ms": float(lut_ms.mean()),
                      "spearman_vs_clutter": latency_spearman(lut_ms, clutter)}
                     | {f"ms_clutter_{label}": float(lut_ms[buckets == label].mean()) for label in labels})
     return pd.DataFrame(rows)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from instanas.ablation import snapshot_policies
 from instanas.baselines.mobilenetv2 import ScaledMobileNetV2
-from instanas.controller import Controller, deterministic_policy
 from instanas.data import dataset_info
 from instanas.evaluate import validation_images
 from instanas.metagraph import MetaGraph, fixed_selection
@@ -71,14 +71,10 @@ def main(runs: list[Path], another_seed: Path | None) -> None:
     print("| run | epoch | all | " + " | ".join(GROUPS) + " | rescued − easy |")
     print("|---|---|---|" + "---|" * len(GROUPS) + "---|")
     for run in runs:
-        for path in sorted((run / "snapshots").glob("epoch-*.pt")):
-            controller = Controller(settings["resolution"]).eval()
-            controller.load_state_dict(load_checkpoint(path)["controller"])
-            with torch.no_grad():
-                archs = deterministic_policy(controller(images)).numpy().astype(bool)
+        for epoch, archs in snapshot_policies(run, images):
             ms = table.estimate(archs, mode=table.default_mode)
             means = {name: ms[group == name].mean() for name in GROUPS}
-            print(f"| {run.name} | {int(path.stem.split('-')[1])} | {ms.mean():.2f} | "
+            print(f"| {run.name} | {epoch} | {ms.mean():.2f} | "
                   + " | ".join(f"{means[name]:.2f}" for name in GROUPS)
                   + f" | {means['rescued'] - means['easy']:+.2f} |")
 
