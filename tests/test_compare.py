@@ -24,6 +24,7 @@ from instanas.space import (
     correlation_sample,
     format_architecture,
     mobilenetv2_architecture,
+    smallest_architecture,
 )
 from instanas.training.checkpoints import load_checkpoint
 from instanas.training.loop import self_critical_loss
@@ -188,8 +189,8 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
     result = cli(*arguments)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out / "table.csv")
-    assert set(frame["method"]) == {"mobilenetv2", "oneshot", "oneshot-retrained", "blockdrop", "convnet-aig",
-                                    "instanas", "instanas-search"}
+    assert set(frame["method"]) == {"mobilenetv2", "smallest", "oneshot", "oneshot-retrained", "blockdrop",
+                                    "convnet-aig", "instanas", "instanas-search"}
     frontier, retrained = frame[frame["method"] == "oneshot"], frame[frame["method"] == "oneshot-retrained"]
     ends = sorted({0, len(frontier) - 1})
     assert list(retrained["point"]) == list(frontier["point"].iloc[ends]), "two points: the cheapest and the richest"
@@ -212,6 +213,12 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
     mobilenetv2_ms = table.estimate(mobilenetv2_architecture(), table.default_mode)
     assert widths.loc["1.0×", "lut_ms_mean"] == pytest.approx(mobilenetv2_ms)
     assert widths.loc["1.4×", "lut_ms_mean"] > widths.loc["0.4×", "lut_ms_mean"]
+    smallest = frame[frame["method"] == "smallest"].iloc[0]
+    assert smallest["lut_ms_mean"] == pytest.approx(table.estimate(smallest_architecture(), table.default_mode))
+    children = frame[frame["method"].str.startswith("oneshot")]
+    assert (smallest["lut_ms_mean"] <= children["lut_ms_mean"] + 1e-9).all(), "no child runs fewer modules"
+    assert load_checkpoint(trained_run / "smallest.pt")["settings"]["arch"] == format_architecture(
+        smallest_architecture()), "trained as its own stage, on the smallest architecture"
     dynamic = frame[frame["method"].isin(["blockdrop", "instanas"])]
     search = frame[frame["method"] == "instanas-search"].set_index("point")
     for row in frame[frame["method"] == "instanas"].itertuples():  # the same controller picks the same networks
@@ -245,12 +252,12 @@ def test_compare_every_method_end_to_end(profiled, trained_run, cli):
         assert list(mine["clutter"]) == names and mine["images"].sum() == LIMIT_VAL, row.point
         shown = mine[mine["images"] > 0]
         assert np.average(shown["accuracy"], weights=shown["images"]) == pytest.approx(row.accuracy)
-        if row.method in ("mobilenetv2", "oneshot", "oneshot-retrained"):  # one network for every image
+        if row.method in ("mobilenetv2", "smallest", "oneshot", "oneshot-retrained"):  # one network for every image
             assert np.isnan(row.spearman_latency_vs_clutter), row.point
     assert "| BlockDrop | policy p > 0.5 |" in (out / "buckets.md").read_text()
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     trained = {path.stem.removeprefix("metrics-") for path in trained_run.glob("metrics-*.csv")}
-    assert {"blockdrop", "convnet-aig", "mobilenetv2-0.4x"} <= trained
+    assert {"blockdrop", "convnet-aig", "mobilenetv2-0.4x", "smallest"} <= trained
     assert trained <= {path.name for path in (trained_run / "tb").iterdir()}, \
         "every stage compare trains writes its TensorBoard scalars beside train's"
 

@@ -81,10 +81,11 @@ def pareto_frontier(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 class RetrainArchitecture(Retrain):
-    """One frontier architecture trained from scratch (``oneshot-<index>``), the re-training recipe and epochs."""
+    """One architecture of the space trained from scratch as stage ``name`` (a frontier point's ``oneshot-<index>``,
+    or ``smallest``), the re-training recipe and epochs."""
 
-    def __init__(self, trainer: Trainer, resume: bool, index: int, arch: str):
-        self.name, self.arch = f"oneshot-{index}", parse_architecture(arch)
+    def __init__(self, trainer: Trainer, resume: bool, name: str, arch: str):
+        self.name, self.arch = name, parse_architecture(arch)
         super().__init__(trainer, resume)
 
     def stage_settings(self) -> dict:

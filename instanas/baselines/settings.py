@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from instanas.errors import InstaNASError
 
-DEFAULT_METHODS = ("mobilenetv2", "oneshot", "blockdrop", "convnet-aig", "instanas")
+DEFAULT_METHODS = ("mobilenetv2", "smallest", "oneshot", "blockdrop", "convnet-aig", "instanas")
 REFERENCE_METHODS = ("shufflenet_v2", "resnet")  # static networks outside the space (paper Tables 1-2): on request
 METHODS = DEFAULT_METHODS + REFERENCE_METHODS
 WIDTHS = (0.4, 1.0, 1.4)

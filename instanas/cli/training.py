@@ -157,7 +157,7 @@ def evaluate(
 def compare(
     run: Annotated[Path, typer.Option("--run", help="The training run folder (its data, pre-training and search).", file_okay=False)],
     resolution: Annotated[int | None, typer.Option("--resolution", "-r", help="Check that the run trains at this resolution.")] = None,
-    method: Annotated[list[str] | None, typer.Option("--method", help="mobilenetv2, oneshot, blockdrop, convnet-aig, instanas (the default: all five), shufflenet_v2, resnet; may be repeated.")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="mobilenetv2, smallest (the space's smallest architecture re-trained), oneshot, blockdrop, convnet-aig, instanas (the default: all six), shufflenet_v2, resnet; may be repeated.")] = None,
     widths: Annotated[str, typer.Option("--widths", help="MobileNetV2 width multipliers, comma-separated.")] = ",".join(f"{width:g}" for width in WIDTHS),
     shufflenet_widths: Annotated[str, typer.Option("--shufflenet-widths", help="ShuffleNet v2 widths (--method shufflenet_v2): 0.5, 1.0, 1.5, 2.0.")] = ",".join(f"{width:g}" for width in SHUFFLENET_WIDTHS),
     resnet_depths: Annotated[str, typer.Option("--resnet-depths", help="ResNet depths (--method resnet): 18, 34, 50, 101, 152.")] = ",".join(map(str, RESNET_DEPTHS)),

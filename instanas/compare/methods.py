@@ -1,5 +1,5 @@
 """Training (or loading) each method of ``instanas compare`` in the run folder and turning it into points: the
-MobileNetV2 widths, one-shot (scored children and re-trained frontier points), BlockDrop, ConvNet-AIG, and InstaNAS's
+MobileNetV2 widths, the space's smallest architecture, one-shot (scored children and re-trained frontier points), BlockDrop, ConvNet-AIG, and InstaNAS's
 search snapshots and re-trained controllers. Each method's points are cached until its checkpoints change."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from instanas.compare.points import BUCKET_COLUMNS, POINT_COLUMNS, PointScorer
 from instanas.controller import deterministic_policy
 from instanas.errors import CheckpointError, InstaNASError
 from instanas.metagraph import MetaGraph
-from instanas.space import mobilenetv2_architecture, parse_architecture
+from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture, smallest_architecture
 from instanas.training.checkpoints import load_checkpoint, snapshot_path
 from instanas.training.config import TrainConfig
 from instanas.training.loop import Stage, Trainer
@@ -127,9 +127,16 @@ class Comparison:
             arch = parse_architecture(item.arch)
             rows.append(self.scorer.fixed_point("oneshot", f"#{item.index}", metagraph, arch, recalibrate=True))
             if self.options.retrain and position in retrained:
-                stage = self._train(RetrainArchitecture(self.trainer, True, item.index, item.arch))
+                stage = self._train(RetrainArchitecture(self.trainer, True, f"oneshot-{item.index}", item.arch))
                 rows.append(self.scorer.fixed_point("oneshot-retrained", f"#{item.index}", stage.network.eval(), arch))
         return rows
+
+    def smallest(self) -> list[dict]:
+        """The space's smallest architecture re-trained by the recipe: the floor that says how much capacity matters
+        on the data (issue 33 asks it to stay at least 5 points below MobileNetV2 1.0×)."""
+        arch = smallest_architecture()
+        stage = self._train(RetrainArchitecture(self.trainer, True, "smallest", format_architecture(arch)))
+        return [self.scorer.fixed_point("smallest", "re-trained", stage.network.eval(), arch)]
 
     def blockdrop(self) -> list[dict]:
         self._backbone()
@@ -236,6 +243,7 @@ class Comparison:
     def _inputs(self, method: str) -> str:
         """What a method's cached points depend on (its checkpoints by size and time, the options), as JSON text."""
         patterns = {"mobilenetv2": ["mobilenetv2*.pt"], "oneshot": ["pretrain.pt", "oneshot-*.pt"],
+                    "smallest": ["smallest.pt"],
                     "blockdrop": ["blockdrop.pt"], "convnet-aig": ["convnet-aig.pt"],
                     "instanas": ["snapshots/epoch-*.pt", "finetune*.pt", "mobilenetv2.pt"],
                     "shufflenet_v2": ["shufflenet_v2_*.pt"], "resnet": ["resnet*.pt"]}[method]

@@ -2,10 +2,10 @@
 # cores: this machine's LUT (profile, then calibrate on 300 children), MobileNetV2 0.4/1.0/1.4x, InstaNAS (pre-training
 # 10 epochs at SGD 0.02, search 6 with the meta-graph at SGD 0.01 and momentum 0.9 and the bound ending at 0.58x
 # MobileNetV2 (so that the last policy, controller included, stays under 0.7x), the last snapshot fine-tuned from
-# the search's weights for 15 epochs at Adam 0.001), one-shot (100 children scored, the cheapest frontier point
-# re-trained), BlockDrop (curriculum 5, joint 15) and ConvNet-AIG (15, both at their batch 32), every re-training 15
-# epochs at batch 64, on 4,000 of cluttered MNIST's 8,000 training images (3,600 after the 10 % held out), validated
-# on all 2,000. Run from the repository root with `instanas` on PATH:
+# the search's weights for 15 epochs at Adam 0.001), the space's smallest architecture (the data's floor), one-shot
+# (100 children scored, the cheapest frontier point re-trained), BlockDrop (curriculum 5, joint 15) and ConvNet-AIG
+# (15, both at their batch 32), every re-training 15 epochs at batch 64, on 4,000 of cluttered MNIST's 8,000 training
+# images (3,600 after the 10 % held out), validated on all 2,000. Run from the repository root with `instanas` on PATH:
 #
 #     make -j2 -f docs/results/compare-cluttered/run.mk
 #

@@ -46,7 +46,7 @@ TRAINING = $(TIMED) env OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES
 # search, InstaNAS's re-training) starts each step as soon as it can, the baselines fill the other slot (listed after
 # it: when one-shot came first, the search waited behind three baselines, 40 minutes of the cluttered run)
 all: $(DONE)/pretrain $(DONE)/mobilenetv2 $(DONE)/search $(DONE)/instanas $(DONE)/widths $(DONE)/oneshot \
-	$(DONE)/blockdrop $(DONE)/convnet-aig
+	$(DONE)/blockdrop $(DONE)/convnet-aig $(DONE)/smallest
 	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) DATASET=$(DATASET) RES=$(RES) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) \
 		TRAIN_FLAGS="$(TRAIN_FLAGS)" PRETRAIN_EPOCHS=$(PRETRAIN_EPOCHS) SEARCH_EPOCHS=$(SEARCH_EPOCHS) \
 		FINETUNE_EPOCHS=$(FINETUNE_EPOCHS) BASELINES="$(BASELINES)" PRETRAIN_NEEDS=$(PRETRAIN_NEEDS) $(DONE)/compare
@@ -80,10 +80,11 @@ $(DONE)/oneshot: $(DONE)/pretrain $(DONE)/mobilenetv2
 $(DONE)/instanas: $(DONE)/search $(DONE)/mobilenetv2
 	$(TRAINING) instanas
 	touch $@
-$(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig: $(DONE)/mobilenetv2
+$(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig $(DONE)/smallest: $(DONE)/mobilenetv2
 	$(TRAINING) $(subst widths,mobilenetv2,$(notdir $@))
 	touch $@
-$(DONE)/compare: $(DONE)/oneshot $(DONE)/instanas $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig
+$(DONE)/compare: $(DONE)/oneshot $(DONE)/instanas $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig \
+	$(DONE)/smallest
 	$(TIMED) instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) \
 		--retrain --measure 5 --out $(RUN)/compare
 	mkdir -p $(OUT)
