@@ -87,10 +87,13 @@ class KilledProfile:
 def built_once(tmp_path_factory, name: str):
     """A folder for a read-only session fixture, and whether it is built already: under pytest-xdist, one per run,
     shared by the workers (the first to need it builds it while the others wait on its lock, then reuse it), so
-    that `make test`'s two workers do not both pay for it; without xdist, this session's own."""
+    that `make test`'s two workers do not both pay for it; without xdist, this session's own. With
+    ``INSTANAS_TEST_FIXTURES`` set, that folder's: `make test` points both of its pytest runs at one, so that the
+    tests marked `timing` reuse the profile the first run made (13 s of re-profiling)."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     base = tmp_path_factory.getbasetemp()
-    folder = (base.parent if worker else base) / name  # a worker's base temp lies in the run's
+    shared = os.environ.get("INSTANAS_TEST_FIXTURES")
+    folder = (Path(shared) if shared else base.parent if worker else base) / name  # a worker's base lies in the run's
     folder.mkdir(exist_ok=True)
     done = folder / ".built"
     with open(folder.with_suffix(".lock"), "w") as lock:

@@ -1,6 +1,7 @@
 """Training (or loading) each method of ``instanas compare`` in the run folder and turning it into points: the
-MobileNetV2 widths, the space's smallest architecture, one-shot (scored children and re-trained frontier points), BlockDrop, ConvNet-AIG, and InstaNAS's
-search snapshots and re-trained controllers. Each method's points are cached until its checkpoints change."""
+MobileNetV2 widths, the space's smallest architecture, one-shot (scored children and re-trained frontier points),
+BlockDrop, ConvNet-AIG, and InstaNAS's search snapshots and re-trained controllers. Each method's points are cached
+until its checkpoints change."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import pandas as pd
 
 from instanas.plots import png_figure
 
-LABELS = {"mobilenetv2": "MobileNetV2", "smallest": "Smallest in the space", "oneshot": "One-shot", "oneshot-retrained": "One-shot (re-trained)",
+LABELS = {"mobilenetv2": "MobileNetV2", "smallest": "Smallest in the space", "oneshot": "One-shot",
+          "oneshot-retrained": "One-shot (re-trained)",
           "blockdrop": "BlockDrop", "convnet-aig": "ConvNet-AIG", "instanas": "InstaNAS (re-trained)",
           "instanas-search": "InstaNAS (search, shared weights)", "shufflenet_v2": "ShuffleNet v2",
           "resnet": "ResNet"}
@@ -57,7 +58,8 @@ def frontier_plot(frame: pd.DataFrame, oneshot_scores: pd.DataFrame | None, titl
         if oneshot_scores is not None and len(oneshot_scores):
             axes.scatter(oneshot_scores["lut_ms"], 100 * oneshot_scores["accuracy"], s=4, color="0.8",
                          label=f"One-shot, all {len(oneshot_scores)} sampled (held-out training images)")
-        styles = {"mobilenetv2": ("tab:red", "s"), "smallest": ("tab:olive", "X"), "oneshot": ("tab:gray", "o"), "oneshot-retrained": ("black", "o"),
+        styles = {"mobilenetv2": ("tab:red", "s"), "smallest": ("tab:olive", "X"), "oneshot": ("tab:gray", "o"),
+                  "oneshot-retrained": ("black", "o"),
                   "blockdrop": ("tab:green", "^"), "convnet-aig": ("tab:purple", "v"), "instanas": ("tab:blue", "*"),
                   "instanas-search": ("tab:cyan", "."), "shufflenet_v2": ("tab:orange", "D"),
                   "resnet": ("tab:brown", "P")}
