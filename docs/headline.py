@@ -47,8 +47,8 @@ def noise_rows() -> list[str]:
 def comparison_rows(folder: str) -> list[str]:
     """The re-trained points of a comparison; on cluttered data also how an image's latency follows its clutter."""
     table = pd.read_csv(RESULTS / folder / "table.csv")
-    chosen = table[table["method"].isin(["mobilenetv2", "shufflenet_v2", "resnet", "oneshot-retrained", "blockdrop",
-                                         "convnet-aig", "instanas"])]
+    chosen = table[table["method"].isin(["mobilenetv2", "smallest", "shufflenet_v2", "resnet", "oneshot-retrained",
+                                         "blockdrop", "convnet-aig", "instanas"])]
     clutter = "spearman_latency_vs_clutter" in chosen and chosen["spearman_latency_vs_clutter"].notna().any()
     rows = ["| method | point | accuracy | latency, measured (ms) |" + (" Spearman latency vs clutter |" if clutter else ""),
             "|---|---|---|---|" + ("---|" if clutter else "")]

@@ -1,10 +1,10 @@
 """Where InstaNAS's re-trained points stand against each baseline point of a ``compare`` table.
 
-For every baseline point (MobileNetV2 widths, re-trained one-shot frontier points, BlockDrop, ConvNet-AIG, and the
-torchvision references ShuffleNet v2 and ResNet when the table has them) this prints the InstaNAS re-trained point
-that is most accurate at no more latency, and the fastest one at no less accuracy; "dominated" when one InstaNAS
-point is both. Latency is the LUT's milliseconds, or the measured ones when any point lies outside the search space
-(no LUT estimate), as the frontier plot does.
+For every baseline point (MobileNetV2 widths, the space's smallest architecture, re-trained one-shot frontier points,
+BlockDrop, ConvNet-AIG, and the torchvision references ShuffleNet v2 and ResNet when the table has them) this prints
+the InstaNAS re-trained point that is most accurate at no more latency, and the fastest one at no less accuracy;
+"dominated" when one InstaNAS point is both. Latency is the LUT's milliseconds, or the measured ones when any point
+lies outside the search space (no LUT estimate), as the frontier plot does.
 
     python docs/results/compare-digits/standing.py docs/results/compare-digits/table.csv \
         > docs/results/compare-digits/standing.md
@@ -14,7 +14,7 @@ import sys
 
 import pandas as pd
 
-BASELINES = {"mobilenetv2": "MobileNetV2", "oneshot-retrained": "one-shot (re-trained)", "blockdrop": "BlockDrop",
+BASELINES = {"mobilenetv2": "MobileNetV2", "smallest": "the smallest architecture", "oneshot-retrained": "one-shot (re-trained)", "blockdrop": "BlockDrop",
              "convnet-aig": "ConvNet-AIG", "shufflenet_v2": "ShuffleNet v2", "resnet": "ResNet"}
 
 
