@@ -79,7 +79,7 @@ def headline() -> str:
         *comparison_rows("compare-digits"),
         *(["",
            "Cluttered MNIST, 32 px, images that differ in difficulty, every method at one budget, one `make -j2` "
-           "from scratch (every re-training 12 epochs; per-stage wall times in its README) "
+           "from scratch (every re-training 15 epochs at batch 64; per-stage wall times in its README) "
            "([docs/results/compare-cluttered/](docs/results/compare-cluttered/)):",
            "",
            *comparison_rows("compare-cluttered")] if (RESULTS / "compare-cluttered" / "table.csv").exists() else []),

@@ -38,11 +38,7 @@ def test_the_cluttered_pipeline_is_one_command_that_profiles_first(tmp_path):
     lines = dry.stdout.splitlines()
     first = {name: next(i for i, line in enumerate(lines) if name in line)
              for name in ("instanas profile", "instanas calibrate", "--stage pretrain", "--stage search",
-                          "--method instanas", "--method blockdrop", "--method mobilenetv2", "--method oneshot",
-                          "--method convnet-aig", "--method smallest")}
+                          "--method oneshot")}
     assert first["instanas profile"] < first["instanas calibrate"] < first["--stage pretrain"]
     assert first["--stage search"] < first["--method oneshot"], "the search before the baselines"
-    assert first["--method instanas"] < first["--method blockdrop"], "lane one: InstaNAS's re-training, BlockDrop"
-    assert (first["--method mobilenetv2"] < first["--method oneshot"] < first["--method convnet-aig"]
-            < first["--method smallest"]), "lane two: the widths, one-shot, ConvNet-AIG, the smallest architecture"
     assert "--dataset cluttered-mnist" in dry.stdout and "wall-times.txt" in dry.stdout

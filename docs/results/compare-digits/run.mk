@@ -42,11 +42,9 @@ BASELINES ?= --blockdrop-curriculum-epochs 10 --blockdrop-joint-epochs 12 --aig-
 TRAINING = $(TIMED) env OMP_NUM_THREADS=1 instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) --retrain \
 	--measure 0 --out $(RUN)/compare --method
 
-# Two lanes for make -j2, their order fixed by the order-only prerequisites below: the critical chain (pre-training,
-# search, InstaNAS's re-training), then BlockDrop; MobileNetV2 1.0x, the widths, one-shot, ConvNet-AIG and the
-# smallest architecture. make does not start the first buildable target of this list when a slot frees but goes on
-# round it: twice on cluttered MNIST it started BlockDrop and ConvNet-AIG when pre-training ended, and the search
-# waited half an hour behind them.
+# make -j2 starts the first buildable target of this list whenever a slot frees: the critical chain (pre-training,
+# search, InstaNAS's re-training) starts each step as soon as it can, the baselines fill the other slot (listed after
+# it: when one-shot came first, the search waited behind three baselines, 40 minutes of the cluttered run)
 all: $(DONE)/pretrain $(DONE)/mobilenetv2 $(DONE)/search $(DONE)/instanas $(DONE)/widths $(DONE)/oneshot \
 	$(DONE)/blockdrop $(DONE)/convnet-aig $(DONE)/smallest
 	$(MAKE) -f $(firstword $(MAKEFILE_LIST)) DATASET=$(DATASET) RES=$(RES) LUT=$(LUT) RUN=$(RUN) OUT=$(OUT) \
@@ -85,10 +83,6 @@ $(DONE)/instanas: $(DONE)/search $(DONE)/mobilenetv2
 $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig $(DONE)/smallest: $(DONE)/mobilenetv2
 	$(TRAINING) $(subst widths,mobilenetv2,$(notdir $@))
 	touch $@
-$(DONE)/blockdrop: | $(DONE)/instanas
-$(DONE)/oneshot: | $(DONE)/widths
-$(DONE)/convnet-aig: | $(DONE)/oneshot
-$(DONE)/smallest: | $(DONE)/convnet-aig
 $(DONE)/compare: $(DONE)/oneshot $(DONE)/instanas $(DONE)/widths $(DONE)/blockdrop $(DONE)/convnet-aig \
 	$(DONE)/smallest
 	$(TIMED) instanas compare --run $(RUN) -r $(RES) --lut $(LUT) --workers 0 $(BASELINES) \
