@@ -26,7 +26,7 @@ from instanas.batchnorm import recalibrated
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph, fixed_selection
 from instanas.progress import progress_bar
-from instanas.space import correlation_sample, format_architecture, parse_architecture
+from instanas.space import correlation_sample, format_architecture
 from instanas.training.loop import Trainer
 from instanas.training.stages import Retrain
 
@@ -84,8 +84,8 @@ class RetrainArchitecture(Retrain):
     """One architecture of the space trained from scratch as stage ``name`` (a frontier point's ``oneshot-<index>``,
     or ``smallest``), the re-training recipe and epochs."""
 
-    def __init__(self, trainer: Trainer, resume: bool, name: str, arch: str):
-        self.name, self.arch = name, parse_architecture(arch)
+    def __init__(self, trainer: Trainer, resume: bool, name: str, arch: np.ndarray):
+        self.name, self.arch = name, arch
         super().__init__(trainer, resume)
 
     def stage_settings(self) -> dict:

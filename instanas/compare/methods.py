@@ -28,7 +28,7 @@ from instanas.compare.points import BUCKET_COLUMNS, POINT_COLUMNS, PointScorer
 from instanas.controller import deterministic_policy
 from instanas.errors import CheckpointError, InstaNASError
 from instanas.metagraph import MetaGraph
-from instanas.space import format_architecture, mobilenetv2_architecture, parse_architecture, smallest_architecture
+from instanas.space import mobilenetv2_architecture, parse_architecture, smallest_architecture
 from instanas.training.checkpoints import load_checkpoint, snapshot_path
 from instanas.training.config import TrainConfig
 from instanas.training.loop import Stage, Trainer
@@ -128,7 +128,7 @@ class Comparison:
             arch = parse_architecture(item.arch)
             rows.append(self.scorer.fixed_point("oneshot", f"#{item.index}", metagraph, arch, recalibrate=True))
             if self.options.retrain and position in retrained:
-                stage = self._train(RetrainArchitecture(self.trainer, True, f"oneshot-{item.index}", item.arch))
+                stage = self._train(RetrainArchitecture(self.trainer, True, f"oneshot-{item.index}", arch))
                 rows.append(self.scorer.fixed_point("oneshot-retrained", f"#{item.index}", stage.network.eval(), arch))
         return rows
 
@@ -136,7 +136,7 @@ class Comparison:
         """The space's smallest architecture re-trained by the recipe: the floor that says how much capacity matters
         on the data (issue 33 asks it to stay at least 5 points below MobileNetV2 1.0×)."""
         arch = smallest_architecture()
-        stage = self._train(RetrainArchitecture(self.trainer, True, "smallest", format_architecture(arch)))
+        stage = self._train(RetrainArchitecture(self.trainer, True, "smallest", arch))
         return [self.scorer.fixed_point("smallest", "re-trained", stage.network.eval(), arch)]
 
     def blockdrop(self) -> list[dict]:

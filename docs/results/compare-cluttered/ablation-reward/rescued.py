@@ -46,15 +46,20 @@ def groups(small: str) -> dict[str, tuple[bool, bool]]:
             "lost": (False, False)}
 
 
-def small_network(run: Path, small: str, resolution: int, num_classes: int, merge: str):
+def fixed_network(checkpoint: Path, arch: np.ndarray, settings: dict, num_classes: int):
+    """A meta-graph checkpoint run on one architecture, as a function of a batch."""
+    graph = MetaGraph(settings["resolution"], num_classes, settings["cell_merge"])
+    graph.load_state_dict(load_checkpoint(checkpoint)["metagraph"])
+    return lambda batch: graph.eval()(batch, fixed_selection(arch, len(batch)))
+
+
+def small_network(run: Path, small: str, settings: dict, num_classes: int):
     """The run's small network as a function of a batch: MobileNetV2 0.4× or the smallest architecture."""
     if small == "0.4x":
-        network = ScaledMobileNetV2(resolution, 0.4, num_classes)
+        network = ScaledMobileNetV2(settings["resolution"], 0.4, num_classes)
         network.load_state_dict(load_checkpoint(run / "mobilenetv2-0.4x.pt")["network"])
         return network.eval()
-    graph = MetaGraph(resolution, num_classes, merge)
-    graph.load_state_dict(load_checkpoint(run / "smallest.pt")["metagraph"])
-    return lambda batch: graph.eval()(batch, fixed_selection(smallest_architecture(), len(batch)))
+    return fixed_network(run / "smallest.pt", smallest_architecture(), settings, num_classes)
 
 
 def main(runs: list[Path], another_seed: Path | None, small: str) -> None:
@@ -63,17 +68,12 @@ def main(runs: list[Path], another_seed: Path | None, small: str) -> None:
     info = dataset_info(settings["dataset"], settings["resolution"], settings["data_dir"])
     batches = list(DataLoader(validation_images(settings), batch_size=500))
     images, labels = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-    small_right = right(small_network(first, small, settings["resolution"], info.num_classes, settings["cell_merge"]),
-                        images, labels)
-    full = MetaGraph(settings["resolution"], info.num_classes, settings["cell_merge"])
-    full.load_state_dict(load_checkpoint(first / "mobilenetv2.pt")["metagraph"])
-    full_right = right(lambda batch: full.eval()(batch, fixed_selection(mobilenetv2_architecture(), len(batch))),
+    small_right = right(small_network(first, small, settings, info.num_classes), images, labels)
+    full_right = right(fixed_network(first / "mobilenetv2.pt", mobilenetv2_architecture(), settings, info.num_classes),
                        images, labels)
     if another_seed:
-        other = MetaGraph(settings["resolution"], info.num_classes, settings["cell_merge"])
-        other.load_state_dict(load_checkpoint(another_seed / "mobilenetv2.pt")["metagraph"])
-        other_right = right(lambda batch: other.eval()(batch, fixed_selection(mobilenetv2_architecture(), len(batch))),
-                            images, labels)
+        other_right = right(fixed_network(another_seed / "mobilenetv2.pt", mobilenetv2_architecture(), settings,
+                                          info.num_classes), images, labels)
         print(f"MobileNetV2 1.0× of {first.name} against that of {another_seed.name} (seed "
               f"{read_run(another_seed)['seed']}): both right {int((full_right & other_right).sum())}, only "
               f"{another_seed.name}'s {int((other_right & ~full_right).sum())}, only {first.name}'s "
