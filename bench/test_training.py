@@ -12,11 +12,17 @@ paths now settle before they are timed. pytest-benchmark's rounds are the defaul
 plain step runs as the round's untimed setup), judged by ``bench/check.py`` against the baseline like every other
 benchmark. Each step is the stage's own (``Pretrain.step``, ``Search.controller_step`` and ``metagraph_step``,
 ``Retrain.step``) on real digits images.
+
+Fine-tuning is timed on two policies. ``finetune``: the architectures a searched controller gives (the cluttered
+comparison's last snapshot, ``searched-policy.json``: a few architectures shared by the batch, as fine-tuning runs);
+``finetune-untrained``: an untrained controller's, nearly every image its own architecture, which no run fine-tunes
+but which costs the most per module (every module runs on a gathered part of the batch).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import resource
 import time
 from pathlib import Path
@@ -25,9 +31,10 @@ import numpy as np
 import pytest
 import torch
 
+from instanas.space import parse_architecture
 from instanas.training.checkpoints import save_checkpoint
 from instanas.training.config import TrainConfig
-from instanas.training.loop import Trainer
+from instanas.training.loop import Trainer, supervised_step
 from instanas.training.runtime import Workers
 from instanas.training.stages import Finetune, MobileNetV2Baseline, Pretrain, Search
 from lut.store import load_table
@@ -41,6 +48,16 @@ PLAIN = {"memory_format": "contiguous", "pretrain_batch": 32, "finetune_batch": 
 PRETRAIN_DROP_RATE = 0.25  # the shrinking schedule half-way through its drop-path phase: keep ~ U[0.5, 1]
 SEARCH_LUT = Path(__file__).parents[1] / "docs/results/compare-digits/lut-res32.json"  # prices the search's rewards
 MIN_PRETRAIN_SPEEDUP = 1.05  # a path that lost channels-last runs at about 1.0×
+SEARCHED_POLICY = Path(__file__).with_name("searched-policy.json")
+
+
+def searched_selection(batch: int, seed: int = 0) -> torch.Tensor:
+    """``batch`` architectures drawn from ``searched-policy.json`` as often as the searched controller gave each."""
+    entries = json.loads(SEARCHED_POLICY.read_text())["architectures"]
+    architectures = np.stack([parse_architecture(entry["arch"]) for entry in entries])
+    counts = np.array([entry["images"] for entry in entries], dtype=float)
+    picks = np.random.default_rng(seed).choice(len(architectures), size=batch, p=counts / counts.sum())
+    return torch.as_tensor(architectures[picks])
 
 
 class StageSteps:
@@ -73,6 +90,10 @@ class StageSteps:
             return lambda: (self.search.controller_step(images, labels, 0),
                             self.search.metagraph_step(images, labels)), len(images)
         images, labels = self.images(config.finetune_batch)
+        if stage == "finetune":  # Finetune.step on the searched policy's architectures instead of its controller's
+            finetune, selection = self.finetune, searched_selection(len(images))
+            return lambda: supervised_step(finetune.model, finetune.optimizer, images, labels, selection), len(images)
+        stage = stage.removesuffix("-untrained")
         return lambda: getattr(self, stage).step(images, labels), len(images)
 
 
@@ -128,7 +149,7 @@ def speedup(rates: dict[str, list[float]]) -> float:
     return float(np.median(np.array(rates["default"]) / np.array(rates["plain"])))
 
 
-@pytest.mark.parametrize("stage", ["pretrain", "search", "finetune", "mobilenetv2"])
+@pytest.mark.parametrize("stage", ["pretrain", "search", "finetune", "finetune-untrained", "mobilenetv2"])
 def test_training_step(benchmark, steps, stage):
     with torch_threads(THREADS):
         default, plain = steps["default"].step(stage), steps["plain"].step(stage)
