@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from instanas.atomic import atomic_write
 from instanas.cluttered import bucket_label, clutter_bucket, protocol_of
-from instanas.controller import Controller, deterministic_policy
+from instanas.controller import deterministic_policy, saved_controller
 from instanas.data import difficulty_of
 from instanas.errors import CheckpointError
 from instanas.evaluate import evaluate_run, latency_spearman, validation_images
@@ -108,8 +108,7 @@ def snapshot_policies(run: Path, images: torch.Tensor) -> Iterator[tuple[int, np
     resolution = read_run(run)["resolution"]
     for path in sorted((run / "snapshots").glob("epoch-*.pt")):
         snapshot = load_checkpoint(path)
-        controller = Controller(resolution).eval()
-        controller.load_state_dict(snapshot["controller"])
+        controller = saved_controller(snapshot, resolution).eval()
         with torch.no_grad():
             yield snapshot["epoch"], deterministic_policy(controller(images)).numpy().astype(bool)
 

@@ -6,6 +6,10 @@ a 2× average-pooled copy of the image through a 7×7 stride-2 stem with max-poo
 16/32/64/128 channels (the authors' ``Policy224``), so it stays cheap beside the network it steers. The same policy
 network, with one output per droppable cell, is BlockDrop's policy (:mod:`instanas.baselines`). Shortcuts that change
 shape are 1×1 convolutions (``Policy32``'s ResNet pads channels with zeros instead).
+
+``input_mode`` "standardized" (not the default) first shifts and scales each image to zero mean and unit variance over
+its pixels: on cluttered digits the controller's latency followed an image's brightness, which rises with clutter,
+more than its clutter (docs/results/compare-cluttered/ablation-controller/).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from instanas.errors import ConfigError
 from instanas.modules import ConvBNAct
 from instanas.space import ARCH_SHAPE, NUM_CELLS, NUM_MODULES, controller_widths, with_default_modules
 
@@ -36,12 +41,28 @@ class BasicResidualBlock(nn.Module):
         return torch.relu(self.body(x) + self.shortcut(x))
 
 
+CONTROLLER_INPUTS = ("image", "standardized")
+
+
+def check_controller_input(mode: str) -> str:
+    if mode not in CONTROLLER_INPUTS:
+        raise ConfigError(f"unknown controller input {mode!r} (choose from {', '.join(CONTROLLER_INPUTS)})")
+    return mode
+
+
+def standardized(images: Tensor) -> Tensor:
+    """Each image at zero mean and unit variance over its channels and pixels: brightness and contrast taken out."""
+    mean = images.mean((1, 2, 3), keepdim=True)
+    return (images - mean) / images.std((1, 2, 3), keepdim=True).clamp(min=1e-5)
+
+
 class PolicyNetwork(nn.Module):
     """Maps a batch of images ``(B, 3, R, R)`` to ``outputs`` independent keep probabilities ``(B, outputs)``."""
 
-    def __init__(self, resolution: int, outputs: int):
+    def __init__(self, resolution: int, outputs: int, input_mode: str = "image"):
         super().__init__()
         self.resolution = resolution
+        self.input_mode = check_controller_input(input_mode)
         widths = controller_widths(resolution)
         first = widths[0]
         if resolution >= 224:
@@ -61,17 +82,26 @@ class PolicyNetwork(nn.Module):
         self.logits = nn.Linear(widths[-1], outputs)
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.input_mode == "standardized":
+            images = standardized(images)
         return torch.sigmoid(self.logits(self.pool(self.blocks(self.stem(images)))))
 
 
 class Controller(PolicyNetwork):
     """InstaNAS's controller: selection probabilities ``(B, 17, 5)``, one per (cell, module)."""
 
-    def __init__(self, resolution: int):
-        super().__init__(resolution, NUM_CELLS * NUM_MODULES)
+    def __init__(self, resolution: int, input_mode: str = "image"):
+        super().__init__(resolution, NUM_CELLS * NUM_MODULES, input_mode)
 
     def forward(self, images: Tensor) -> Tensor:
         return super().forward(images).view(-1, *ARCH_SHAPE)
+
+
+def saved_controller(state: dict, resolution: int) -> Controller:
+    """The controller a checkpoint holds (a search snapshot, ``finetune.pt``), seeing the input it was trained on."""
+    controller = Controller(resolution, state.get("controller_input", "image"))
+    controller.load_state_dict(state["controller"])
+    return controller
 
 
 def deterministic_policy(probabilities: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from instanas.atomic import atomic_write, report_path
 from instanas.cluttered import by_clutter, protocol_of
-from instanas.controller import Controller, deterministic_policy
+from instanas.controller import deterministic_policy, saved_controller
 from instanas.data import dataset_info, difficulty_of, load_dataset, subset
 from instanas.errors import CheckpointError, LUTError
 from instanas.metagraph import MetaGraph, fixed_selection
@@ -96,8 +96,7 @@ def evaluate_run(run_dir: Path, table, *, checkpoint: Path | None = None, data_d
 
     metagraph = MetaGraph(run["resolution"], info.num_classes, run["cell_merge"])
     metagraph.load_state_dict(state["metagraph"])
-    controller = Controller(run["resolution"]).eval()
-    controller.load_state_dict(state["controller"])
+    controller = saved_controller(state, run["resolution"]).eval()
     correct, _, archs = _predict(metagraph, loader, lambda images: deterministic_policy(controller(images)))
     mode = table.default_mode
     controller_ms = table.controller_ms

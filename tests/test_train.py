@@ -14,7 +14,7 @@ from conftest import BATCH, LIMIT_VAL, TINY, kill_when
 from torch import nn
 
 from instanas.cluttered import PROTOCOLS
-from instanas.controller import Controller, deterministic_policy, encouraged
+from instanas.controller import Controller, deterministic_policy, encouraged, saved_controller
 from instanas.data import Cutout, load_dataset
 from instanas.errors import DatasetError, LUTError
 from instanas.metagraph import MetaGraph
@@ -47,6 +47,39 @@ def test_controller_is_the_authors_policy_network(resolution, widths, pooled_hw)
     controller.pool.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].shape))
     controller(torch.randn(1, 3, resolution, resolution))
     assert seen == [torch.Size([1, widths[-1], pooled_hw, pooled_hw])]
+
+
+def test_a_standardized_controller_does_not_see_brightness():
+    """--controller-input standardized: the same policy for an image made brighter and of more contrast; the default
+    controller's changes."""
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32)
+    brighter = 2 * images + 0.5
+    standardized, plain = Controller(32, "standardized").eval(), Controller(32).eval()
+    with torch.no_grad():
+        assert torch.allclose(standardized(images), standardized(brighter), atol=1e-5)
+        assert not torch.allclose(plain(images), plain(brighter), atol=1e-3)
+
+
+def test_the_controller_input_travels_from_the_search_to_fine_tuning(trained_run, profiled, tmp_path, cli):
+    """A search with --controller-input standardized records it in every snapshot; fine-tuning and every reader of a
+    snapshot or finetune.pt build that controller; an unknown input is one line."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("run.json", "pretrain.pt"):
+        (run / name).write_bytes((trained_run / name).read_bytes())
+    common = ("train", *TINY, "--search-epochs", "1", "--finetune-epochs", "1", "--upper-end", "0.9", "--lut",
+              str(profiled), "--out", str(run), "--no-tensorboard", "--controller-input")
+    for stage in ("search", "finetune"):
+        trained = cli(*common, "standardized", "--stage", stage)
+        assert trained.returncode == 0, trained.stderr
+    for path in (run / "snapshots/epoch-000.pt", run / "finetune.pt"):
+        state = load_checkpoint(path)
+        assert saved_controller(state, 32).input_mode == "standardized", path
+    assert load_checkpoint(run / "search.pt")["settings"]["controller_input"] == "standardized"
+    refused = cli(*common, "brightness", "--stage", "search")
+    assert refused.returncode == 2 and "unknown controller input 'brightness'" in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1
 
 
 def test_a_table_timed_with_another_controller_is_refused():

@@ -72,6 +72,7 @@ def train(
     reward: Annotated[str, typer.Option("--reward", help="Latency reward: graded (default), paper (eq. 2 as published) or falling (cheaper always pays, BlockDrop's form); see docs/training.md.")] = TrainConfig.reward,
     alpha: Annotated[float, typer.Option("--alpha", help="Encouragement α: p' = α·p + (1 − α)(1 − p).")] = TrainConfig.alpha,
     entropy_weight: Annotated[float, typer.Option("--entropy-weight", help="Weight of the entropy term.")] = TrainConfig.entropy_weight,
+    controller_input: Annotated[str, typer.Option("--controller-input", help="What the controller sees: image (default) or standardized (each image at zero mean and unit variance: brightness taken out).")] = TrainConfig.controller_input,
     reward_correct: Annotated[float, typer.Option("--reward-correct", help="R_T of a correct prediction (R = R_T·R_A).")] = TrainConfig.reward_correct,
     reward_wrong: Annotated[float, typer.Option("--reward-wrong", help="R of a wrong prediction.")] = TrainConfig.reward_wrong,
     upper_start: Annotated[float, typer.Option("--upper-start", help="U_0 as a fraction of the full meta-graph's LUT latency.")] = TrainConfig.upper_start,

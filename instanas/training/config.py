@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from instanas.controller import check_controller_input
 from instanas.errors import ConfigError
 from instanas.space import check_merge
 
@@ -71,6 +72,7 @@ class TrainConfig:
     reward: str = "graded"  # "paper": eq. 2 as published; "graded", "falling": see instanas.reward
     alpha: float = 0.8
     entropy_weight: float = 0.8
+    controller_input: str = "image"  # "standardized": see instanas.controller
     reward_correct: float = 10.0
     reward_wrong: float = -10.0
     upper_start: float = 0.7
@@ -95,6 +97,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_merge(self.cell_merge)
         check_reward(self.reward)
+        check_controller_input(self.controller_input)
         check_choice(self.pretrain_schedule, PRETRAIN_SCHEDULES, "pre-training schedule")
         check_choice(self.pretrain_init, PRETRAIN_INITS, "pre-training start")
         check_choice(self.pretrain_optimizer, PRETRAIN_OPTIMIZERS, "pre-training optimizer")

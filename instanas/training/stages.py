@@ -148,8 +148,8 @@ class Search(Stage):
 
     name = "search"
     setting_keys = ("search_epochs", "controller_lr", "metagraph_lr", "search_momentum", "search_weight_decay",
-                    "search_batch", "reward", "alpha", "entropy_weight", "reward_correct", "reward_wrong",
-                    "upper_start", "upper_end")
+                    "search_batch", "reward", "alpha", "entropy_weight", "controller_input", "reward_correct",
+                    "reward_wrong", "upper_start", "upper_end")
 
     def __init__(self, trainer: Trainer, resume: bool, table):
         self.table, self.mode = table, table.default_mode
@@ -240,7 +240,8 @@ class Search(Stage):
                                 self.table, self.mode, recalibrate=True)
         if self.workers.main:
             snapshot = {"controller": self.controller.state_dict(), "metagraph": self.metagraph.state_dict(),
-                        "epoch": epoch, "metrics": row, "resolution": trainer.resolution}
+                        "epoch": epoch, "metrics": row, "resolution": trainer.resolution,
+                        "controller_input": self.controller.input_mode}
             save_checkpoint(self.snapshots / f"epoch-{epoch:03d}.pt", snapshot)
         return row
 
@@ -309,7 +310,7 @@ class Finetune(Retrain):
         super().__init__(trainer, resume)
         self.snapshot = snapshot_path(trainer.out, self.epoch_chosen)
         chosen = load_checkpoint(self.snapshot)
-        self.controller = trainer.new_controller()
+        self.controller = trainer.new_controller(chosen.get("controller_input", "image"))
         self.controller.load_state_dict(self.resumed["controller"] if self.resumed else chosen["controller"])
         self.controller.eval().requires_grad_(False)
         if not self.resumed and not self.config.from_scratch:
@@ -322,7 +323,8 @@ class Finetune(Retrain):
         return deterministic_policy(self.controller(images))
 
     def state(self) -> dict:
-        return super().state() | {"controller": self.controller.state_dict(), "snapshot": self.snapshot.name}
+        return super().state() | {"controller": self.controller.state_dict(), "snapshot": self.snapshot.name,
+                                  "controller_input": self.controller.input_mode}
 
 
 class StaticRetrain(Retrain):
