@@ -24,6 +24,7 @@ from instanas.reward import (
     mean_drawn_latency,
 )
 from instanas.space import full_architecture, sample_architectures, smallest_architecture, with_default_modules
+from instanas.training.checkpoints import load_checkpoint, save_checkpoint
 from instanas.training.loop import self_critical_loss
 from lut.store import load_table, save_calibrated
 
@@ -245,7 +246,14 @@ def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_pa
     """Two run folders, the second with another reward and a shorter search: one row each, the changes named, the
     search plotted; pre-training's random children and, on cluttered digits, the Spearman with clutter reported; a
     policy re-trained by ``compare`` (``finetune-epoch-NNN.pt`` of the last snapshot) counts as the re-trained one, and
-    its settings are compared with those of a run's own re-training (``finetune.pt``)."""
+    its settings are compared with those of a run's own re-training (``finetune.pt``); a checkpoint saved before a
+    setting existed reads as that setting's default."""
+    reference = tmp_path / trained_run.name
+    shutil.copytree(trained_run, reference)
+    older = load_checkpoint(reference / "search.pt")
+    del older["settings"]["controller_input"]  # as saved before --controller-input
+    save_checkpoint(reference / "search.pt", older)
+    trained_run = reference
     other = tmp_path / "paper-reward"
     other.mkdir()
     from conftest import EPOCHS, TINY
@@ -253,6 +261,7 @@ def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_pa
     for name in ("run.json", "pretrain.pt", "metrics-pretrain.csv"):  # the same pre-training, searched again
         shutil.copy(trained_run / name, other / name)
     retrained = cli("train", *TINY, *EPOCHS, "--search-epochs", "1", "--stage", "search", "--reward", "paper",
+                    "--controller-input", "standardized",
                     "--lut", str(profiled), "--out", str(other))
     assert retrained.returncode == 0, retrained.stderr
     out = tmp_path / "ablation"
@@ -260,15 +269,17 @@ def test_ablation_tabulates_runs_against_the_first(trained_run, profiled, tmp_pa
                  str(trained_run / "mobilenetv2.pt"), "--lut", str(profiled), "--out", str(out))
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(out / "ablation.csv")
-    assert list(frame["changed"]) == ["—", "reward paper, search_epochs 1"], "every setting that differs is named"
+    assert list(frame["changed"]) == ["—", "controller_input standardized, reward paper, search_epochs 1"], \
+        "every setting that differs is named"
     assert frame.loc[0, "retrained_accuracy"] >= 0 and np.isnan(frame.loc[1, "retrained_accuracy"])
     assert frame["greedy_last_ms"].gt(0).all() and (out / "search.png").read_bytes()[:4] == b"\x89PNG"
     pretraining = pd.read_csv(trained_run / "metrics-pretrain.csv")["val_accuracy"]
     assert (frame["pretrain_last_accuracy"] == pretraining.iloc[-1]).all()
     assert (frame["pretrain_best_accuracy"] == pretraining.max()).all()
     assert -1 <= frame.loc[0, "spearman_vs_clutter"] <= 1 or np.isnan(frame.loc[0, "spearman_vs_clutter"])
-    assert "| paper-reward | reward paper, search_epochs 1 |" in (out / "ablation.md").read_text()
-    assert "Spearman vs clutter" in (out / "ablation.md").read_text()
+    markdown = (out / "ablation.md").read_text()
+    assert "| paper-reward | controller_input standardized, reward paper, search_epochs 1 |" in markdown
+    assert "Spearman vs clutter" in markdown
     snapshots = pd.read_csv(out / "snapshots.csv")
     for run in (trained_run, other):
         assert len(snapshots[snapshots["run"] == run.name]) == len(list((run / "snapshots").glob("epoch-*.pt")))
