@@ -8,8 +8,9 @@ network, with one output per droppable cell, is BlockDrop's policy (:mod:`instan
 shape are 1×1 convolutions (``Policy32``'s ResNet pads channels with zeros instead).
 
 ``input_mode`` "standardized" (not the default) first shifts and scales each image to zero mean and unit variance over
-its pixels: on cluttered digits the controller's latency followed an image's brightness, which rises with clutter,
-more than its clutter (docs/results/compare-cluttered/ablation-controller/).
+its pixels. On cluttered digits the controller's latency followed an image's ink, which rises with clutter, more than
+its clutter; standardising takes out brightness and contrast but not the share of ink, and did not change that
+(docs/results/compare-cluttered/ablation-controller/).
 """
 
 from __future__ import annotations

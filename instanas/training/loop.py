@@ -144,9 +144,8 @@ class Trainer:
     def new_metagraph(self) -> MetaGraph:
         return self.place(MetaGraph(self.resolution, self.info.num_classes, self.config.cell_merge))
 
-    def new_controller(self, input_mode: str | None = None) -> Controller:
-        """A controller seeing ``input_mode`` (default: the config's ``controller_input``)."""
-        return self.place(Controller(self.resolution, input_mode or self.config.controller_input))
+    def new_controller(self) -> Controller:
+        return self.place(Controller(self.resolution, self.config.controller_input))
 
     def calibration_images(self, batches: int = 10) -> list[Tensor]:
         """A fixed set of training images (the first batches of 64 of a seeded shuffle) to recalibrate batch norm

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from instanas.controller import deterministic_policy, encouraged
+from instanas.controller import deterministic_policy, encouraged, saved_controller
 from instanas.errors import CheckpointError
 from instanas.metagraph import fixed_selection
 from instanas.reward import LatencyBounds, LatencyReward, instance_reward, lut_latency
@@ -310,8 +310,7 @@ class Finetune(Retrain):
         super().__init__(trainer, resume)
         self.snapshot = snapshot_path(trainer.out, self.epoch_chosen)
         chosen = load_checkpoint(self.snapshot)
-        self.controller = trainer.new_controller(chosen.get("controller_input", "image"))
-        self.controller.load_state_dict(self.resumed["controller"] if self.resumed else chosen["controller"])
+        self.controller = trainer.place(saved_controller(self.resumed or chosen, trainer.resolution))
         self.controller.eval().requires_grad_(False)
         if not self.resumed and not self.config.from_scratch:
             self.network.load_state_dict(chosen["metagraph"])
