@@ -73,7 +73,7 @@ def test_the_controller_input_travels_from_the_search_to_fine_tuning(trained_run
     for stage in ("search", "finetune"):
         trained = cli(*common, "standardized", "--stage", stage)
         assert trained.returncode == 0, trained.stderr
-    for path in (run / "snapshots/epoch-000.pt", run / "finetune.pt"):
+    for path in (run / "snapshots/epoch-000.pt", run / "search.pt", run / "finetune.pt"):
         state = load_checkpoint(path)
         assert saved_controller(state, 32).input_mode == "standardized", path
     assert load_checkpoint(run / "search.pt")["settings"]["controller_input"] == "standardized"

@@ -184,7 +184,7 @@ class Search(Stage):
         return {"metagraph": self.metagraph.state_dict(), "controller": self.controller.state_dict(),
                 "controller_optimizer": self.controller_optimizer.state_dict(),
                 "metagraph_optimizer": self.metagraph_optimizer.state_dict(),
-                "reward": self.latency_reward.as_dict()}
+                "reward": self.latency_reward.as_dict(), "controller_input": self.controller.input_mode}
 
     def _reward(self, images: Tensor, labels: Tensor, probabilities: Tensor, epoch: int) -> Callable:
         """The reward of ``self_critical_loss`` for one batch: eq. 2 with this search's latency reward."""
