@@ -7,10 +7,12 @@ a 2× average-pooled copy of the image through a 7×7 stride-2 stem with max-poo
 network, with one output per droppable cell, is BlockDrop's policy (:mod:`instanas.baselines`). Shortcuts that change
 shape are 1×1 convolutions (``Policy32``'s ResNet pads channels with zeros instead).
 
-``input_mode`` "standardized" (not the default) first shifts and scales each image to zero mean and unit variance over
-its pixels. On cluttered digits the controller's latency followed an image's ink, which rises with clutter, more than
-its clutter; standardising takes out brightness and contrast but not the share of ink, and did not change that
-(docs/results/compare-cluttered/ablation-controller/).
+Three options, none of which the paper has and none on by default, each an ablation of why the cluttered controller
+did not spend more on cluttered images (docs/results/compare-cluttered/ablation-controller/): ``input_mode``
+"standardized" first shifts and scales each image to zero mean and unit variance over its pixels (its latency
+followed an image's ink, which rises with clutter; standardising takes out brightness and contrast but not the share
+of ink); ``width`` multiplies every channel count (capacity); ``downsample`` average-pools the image by that factor
+before the stem (the controller's input resolution).
 """
 
 from __future__ import annotations
@@ -57,15 +59,25 @@ def standardized(images: Tensor) -> Tensor:
     return (images - mean) / images.std((1, 2, 3), keepdim=True).clamp(min=1e-5)
 
 
+def check_controller_shape(resolution: int, width: float, downsample: int) -> None:
+    if width <= 0 or downsample < 1 or resolution % downsample:
+        raise ConfigError(f"controller width {width:g} must be positive and its downsampling {downsample} a whole "
+                          f"divisor of {resolution} px")
+
+
 class PolicyNetwork(nn.Module):
     """Maps a batch of images ``(B, 3, R, R)`` to ``outputs`` independent keep probabilities ``(B, outputs)``."""
 
-    def __init__(self, resolution: int, outputs: int, input_mode: str = "image"):
+    def __init__(self, resolution: int, outputs: int, input_mode: str = "image", width: float = 1.0,
+                 downsample: int = 1):
         super().__init__()
+        check_controller_shape(resolution, width, downsample)
         self.resolution = resolution
         self.input_mode = check_controller_input(input_mode)
-        widths = controller_widths(resolution)
+        self.width, self.downsample = width, downsample
+        widths = tuple(max(1, round(width * channels)) for channels in controller_widths(resolution))
         first = widths[0]
+        self.shrink = nn.AvgPool2d(downsample) if downsample > 1 else nn.Identity()
         if resolution >= 224:
             self.stem = nn.Sequential(
                 nn.AvgPool2d(2),
@@ -85,22 +97,28 @@ class PolicyNetwork(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         if self.input_mode == "standardized":
             images = standardized(images)
-        return torch.sigmoid(self.logits(self.pool(self.blocks(self.stem(images)))))
+        return torch.sigmoid(self.logits(self.pool(self.blocks(self.stem(self.shrink(images))))))
+
+    def options(self) -> dict:
+        """What, beside the resolution, builds this network again: checkpoints record it."""
+        return {"input_mode": self.input_mode, "width": self.width, "downsample": self.downsample}
 
 
 class Controller(PolicyNetwork):
     """InstaNAS's controller: selection probabilities ``(B, 17, 5)``, one per (cell, module)."""
 
-    def __init__(self, resolution: int, input_mode: str = "image"):
-        super().__init__(resolution, NUM_CELLS * NUM_MODULES, input_mode)
+    def __init__(self, resolution: int, input_mode: str = "image", width: float = 1.0, downsample: int = 1):
+        super().__init__(resolution, NUM_CELLS * NUM_MODULES, input_mode, width, downsample)
 
     def forward(self, images: Tensor) -> Tensor:
         return super().forward(images).view(-1, *ARCH_SHAPE)
 
 
 def saved_controller(state: dict, resolution: int) -> Controller:
-    """The controller a checkpoint holds (a search snapshot, ``finetune.pt``), seeing the input it was trained on."""
-    controller = Controller(resolution, state.get("controller_input", "image"))
+    """The controller a checkpoint holds (a search snapshot, ``finetune.pt``), built as it was trained (checkpoints
+    saved before the width and downsampling options record only the input)."""
+    options = state.get("controller_options", {"input_mode": state.get("controller_input", "image")})
+    controller = Controller(resolution, **options)
     controller.load_state_dict(state["controller"])
     return controller
 

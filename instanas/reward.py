@@ -165,10 +165,19 @@ class LatencyReward:
         return {"kind": self.kind, "bounds": self.bounds.as_dict(), "spread_ms": self.spread_ms}
 
 
-def instance_reward(correct: Tensor, latency_reward_values: Tensor, *, positive: float = 10.0,
+def instance_reward(right: Tensor, latency_reward_values: Tensor, *, positive: float = 10.0,
                     negative: float = -10.0) -> Tensor:
-    """Eq. 2 per image: ``positive`` × R_A when correct, ``negative`` when wrong."""
-    return torch.where(correct, positive * latency_reward_values, torch.full_like(latency_reward_values, negative))
+    """Eq. 2 per image: ``positive`` × R_A when ``right``, ``negative`` when not.
+
+    ``right`` is either whether the child's prediction was correct (bool, the paper) or the child's probability of the
+    right class (float, ``--reward-accuracy confidence``): then R is eq. 2's expectation with the prediction drawn from
+    the child's softmax, p·R_T·R_A + (1 − p)·(−10). A correct-or-wrong reward tells the controller about an image only
+    when a drawn child flips its prediction; the probability moves with every module the child keeps, so an image
+    whose answer is uncertain is paid for the modules that make it surer, and one that is sure whatever it runs is not.
+    """
+    if right.dtype == torch.bool:
+        return torch.where(right, positive * latency_reward_values, torch.full_like(latency_reward_values, negative))
+    return right * positive * latency_reward_values + (1 - right) * negative
 
 
 def lut_latency(table, selections: Tensor, mode: str) -> Tensor:

@@ -61,25 +61,34 @@ def test_a_standardized_controller_does_not_see_brightness():
         assert not torch.allclose(plain(images), plain(brighter), atol=1e-3)
 
 
-def test_the_controller_input_travels_from_the_search_to_fine_tuning(trained_run, profiled, tmp_path, cli):
-    """A search with --controller-input standardized records it in every snapshot; fine-tuning and every reader of a
-    snapshot or finetune.pt build that controller; an unknown input is one line."""
+def test_the_controller_options_travel_from_the_search_to_fine_tuning(trained_run, profiled, tmp_path, cli):
+    """A search with a standardised, wider, downsampling controller (and the confidence reward) records them in every
+    snapshot; fine-tuning and every reader of a snapshot or finetune.pt build that controller; a bad value is one
+    line."""
     run = tmp_path / "run"
     run.mkdir()
     for name in ("run.json", "pretrain.pt"):
         (run / name).write_bytes((trained_run / name).read_bytes())
     common = ("train", *TINY, "--search-epochs", "1", "--finetune-epochs", "1", "--upper-end", "0.9", "--lut",
-              str(profiled), "--out", str(run), "--no-tensorboard", "--controller-input")
+              str(profiled), "--out", str(run), "--no-tensorboard", "--controller-width", "0.5",
+              "--controller-downsample", "2", "--reward-accuracy", "confidence", "--controller-input")
     for stage in ("search", "finetune"):
         trained = cli(*common, "standardized", "--stage", stage)
         assert trained.returncode == 0, trained.stderr
+    options = {"input_mode": "standardized", "width": 0.5, "downsample": 2}
     for path in (run / "snapshots/epoch-000.pt", run / "search.pt", run / "finetune.pt"):
         state = load_checkpoint(path)
-        assert saved_controller(state, 32).input_mode == "standardized", path
-    assert load_checkpoint(run / "search.pt")["settings"]["controller_input"] == "standardized"
-    refused = cli(*common, "brightness", "--stage", "search")
-    assert refused.returncode == 2 and "unknown controller input 'brightness'" in refused.stderr, refused.stderr
-    assert refused.stderr.count("\n") == 1
+        controller = saved_controller(state, 32)
+        assert controller.options() == options, path
+        assert controller.logits.in_features == 32, "half of the 64 channels of the last block"
+    settings = load_checkpoint(run / "search.pt")["settings"]
+    assert (settings["controller_input"], settings["reward_accuracy"]) == ("standardized", "confidence")
+    for bad, message in ((("brightness",), "unknown controller input 'brightness'"),
+                         (("image", "--controller-downsample", "3"), "a whole divisor of 32 px"),
+                         (("image", "--reward-accuracy", "margin"), "unknown reward accuracy 'margin'")):
+        refused = cli(*common, *bad, "--stage", "search")
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1
 
 
 def test_a_table_timed_with_another_controller_is_refused():
@@ -112,6 +121,14 @@ def test_latency_reward_is_quadratic_inside_the_bounds():
     correct = torch.tensor([True, False])
     values = latency_reward(torch.tensor([7.0, 7.0]), 10.0, 4.0)
     torch.testing.assert_close(instance_reward(correct, values), torch.tensor([10.0, -10.0]))
+
+
+def test_a_confident_reward_is_eq_2_in_expectation_over_the_childs_prediction():
+    """--reward-accuracy confidence: a probability of 1 or 0 pays as right or wrong; in between, the expectation."""
+    values = torch.tensor([0.5, 0.5, 0.5, 1.0])
+    paid = instance_reward(torch.tensor([1.0, 0.0, 0.25, 0.9]), values)
+    torch.testing.assert_close(paid[:2], instance_reward(torch.tensor([True, False]), values[:2]))
+    torch.testing.assert_close(paid[2:], torch.tensor([0.25 * 5.0 + 0.75 * -10.0, 0.9 * 10.0 + 0.1 * -10.0]))
 
 
 def test_bounds_come_from_the_lut_and_fall_linearly(profiled):

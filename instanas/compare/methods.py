@@ -25,7 +25,7 @@ from instanas.baselines.oneshot import BN_BATCHES, RetrainArchitecture, pareto_f
 from instanas.baselines.references import ReferenceBaseline, shufflenet_name
 from instanas.baselines.settings import CompareOptions, parse_epochs
 from instanas.compare.points import BUCKET_COLUMNS, POINT_COLUMNS, PointScorer
-from instanas.controller import deterministic_policy
+from instanas.controller import deterministic_policy, saved_controller
 from instanas.errors import CheckpointError, InstaNASError
 from instanas.metagraph import MetaGraph
 from instanas.space import mobilenetv2_architecture, parse_architecture, smallest_architecture
@@ -167,8 +167,8 @@ class Comparison:
 
     def _policy_point(self, method: str, point: str, state: dict, recalibrate: bool) -> dict:
         """A controller and meta-graph (a search snapshot's shared weights, or a re-trained network)."""
-        metagraph, controller = self._metagraph(state), self.trainer.new_controller().eval()
-        controller.load_state_dict(state["controller"])
+        metagraph = self._metagraph(state)
+        controller = self.trainer.place(saved_controller(state, self.trainer.resolution)).eval()
         choose = lambda images: deterministic_policy(controller(images))  # noqa: E731
 
         def decide(images: Tensor) -> tuple[Tensor, Tensor]:

@@ -16,9 +16,11 @@ PRETRAIN_SCHEDULES = ("shrinking", "paper")
 PRETRAIN_INITS = ("scratch", "mobilenetv2")  # where pre-training starts: see Pretrain
 PRETRAIN_OPTIMIZERS = ("sgd", "adam")  # the paper's SGD, or re-training's Adam: see Pretrain
 # what checkpoints saved before a stage setting existed were trained with
-SETTING_DEFAULTS = {"pretrain_optimizer": "sgd", "warm_start": None}
+SETTING_DEFAULTS = {"pretrain_optimizer": "sgd", "warm_start": None, "controller_input": "image",
+                    "reward_accuracy": "correct", "controller_width": 1.0, "controller_downsample": 1}
 REQUIRES = {"search": "pretrain", "finetune": "search"}
 REWARDS = ("graded", "paper", "falling")  # the latency reward: see instanas.reward
+REWARD_ACCURACIES = ("correct", "confidence")  # what the accuracy term reads: see instanas.reward.instance_reward
 MEMORY_FORMATS = ("channels_last", "contiguous")  # how activations are laid out in training: see Trainer
 
 
@@ -73,6 +75,9 @@ class TrainConfig:
     alpha: float = 0.8
     entropy_weight: float = 0.8
     controller_input: str = "image"  # "standardized": see instanas.controller
+    controller_width: float = 1.0  # a multiplier of the controller's channels (capacity)
+    controller_downsample: int = 1  # average-pools the controller's input by this factor (its input resolution)
+    reward_accuracy: str = "correct"  # "confidence": the child's probability of the right class; see instance_reward
     reward_correct: float = 10.0
     reward_wrong: float = -10.0
     upper_start: float = 0.7
@@ -98,6 +103,7 @@ class TrainConfig:
         check_merge(self.cell_merge)
         check_reward(self.reward)
         check_controller_input(self.controller_input)
+        check_choice(self.reward_accuracy, REWARD_ACCURACIES, "reward accuracy")
         check_choice(self.pretrain_schedule, PRETRAIN_SCHEDULES, "pre-training schedule")
         check_choice(self.pretrain_init, PRETRAIN_INITS, "pre-training start")
         check_choice(self.pretrain_optimizer, PRETRAIN_OPTIMIZERS, "pre-training optimizer")

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from instanas.atomic import atomic_write
 from instanas.batchnorm import recalibrated
-from instanas.controller import Controller, encouraged
+from instanas.controller import Controller, check_controller_shape, encouraged
 from instanas.data import dataset_info, hold_out, load_dataset, subset
 from instanas.errors import CheckpointError
 from instanas.lock import FileLock
@@ -74,6 +74,7 @@ class Trainer:
         self.scalars = ScalarLog(self.out / "tb") if tensorboard and workers.main else None
         self.info = dataset_info(config.dataset, config.resolution, config.data_dir)
         self.resolution = self.info.resolution
+        check_controller_shape(self.resolution, config.controller_width, config.controller_downsample)
         training = [subset(load_dataset(config.dataset, config.data_dir, train=True, augment=augment,
                                         resolution=config.resolution), config.limit_train, config.seed)
                     for augment in ((True, False) if config.holdout else (True,))]
@@ -145,7 +146,9 @@ class Trainer:
         return self.place(MetaGraph(self.resolution, self.info.num_classes, self.config.cell_merge))
 
     def new_controller(self) -> Controller:
-        return self.place(Controller(self.resolution, self.config.controller_input))
+        config = self.config
+        return self.place(Controller(self.resolution, config.controller_input, config.controller_width,
+                                     config.controller_downsample))
 
     def calibration_images(self, batches: int = 10) -> list[Tensor]:
         """A fixed set of training images (the first batches of 64 of a seeded shuffle) to recalibrate batch norm

@@ -148,7 +148,8 @@ class Search(Stage):
 
     name = "search"
     setting_keys = ("search_epochs", "controller_lr", "metagraph_lr", "search_momentum", "search_weight_decay",
-                    "search_batch", "reward", "alpha", "entropy_weight", "controller_input", "reward_correct",
+                    "search_batch", "reward", "alpha", "entropy_weight", "controller_input", "controller_width",
+                    "controller_downsample", "reward_accuracy", "reward_correct",
                     "reward_wrong", "upper_start", "upper_end")
 
     def __init__(self, trainer: Trainer, resume: bool, table):
@@ -184,7 +185,7 @@ class Search(Stage):
         return {"metagraph": self.metagraph.state_dict(), "controller": self.controller.state_dict(),
                 "controller_optimizer": self.controller_optimizer.state_dict(),
                 "metagraph_optimizer": self.metagraph_optimizer.state_dict(),
-                "reward": self.latency_reward.as_dict(), "controller_input": self.controller.input_mode}
+                "reward": self.latency_reward.as_dict(), "controller_options": self.controller.options()}
 
     def _reward(self, images: Tensor, labels: Tensor, probabilities: Tensor, epoch: int) -> Callable:
         """The reward of ``self_critical_loss`` for one batch: eq. 2 with this search's latency reward."""
@@ -193,9 +194,12 @@ class Search(Stage):
         def reward(actions: Tensor, drawn: bool) -> tuple[Tensor, Tensor, Tensor]:
             selection = with_default_modules(actions)
             with torch.no_grad():
-                correct = self.metagraph(images, selection).argmax(1) == labels
+                logits = self.metagraph(images, selection)
+            correct = logits.argmax(1) == labels
+            right = (logits.softmax(1).gather(1, labels[:, None]).squeeze(1)
+                     if self.config.reward_accuracy == "confidence" else correct)
             latency_reward, latency = price(selection, drawn)
-            return (instance_reward(correct, latency_reward, positive=self.config.reward_correct,
+            return (instance_reward(right, latency_reward, positive=self.config.reward_correct,
                                     negative=self.config.reward_wrong), correct, latency)
 
         return reward
@@ -241,7 +245,7 @@ class Search(Stage):
         if self.workers.main:
             snapshot = {"controller": self.controller.state_dict(), "metagraph": self.metagraph.state_dict(),
                         "epoch": epoch, "metrics": row, "resolution": trainer.resolution,
-                        "controller_input": self.controller.input_mode}
+                        "controller_options": self.controller.options()}
             save_checkpoint(self.snapshots / f"epoch-{epoch:03d}.pt", snapshot)
         return row
 
@@ -323,7 +327,7 @@ class Finetune(Retrain):
 
     def state(self) -> dict:
         return super().state() | {"controller": self.controller.state_dict(), "snapshot": self.snapshot.name,
-                                  "controller_input": self.controller.input_mode}
+                                  "controller_options": self.controller.options()}
 
 
 class StaticRetrain(Retrain):
