@@ -38,6 +38,20 @@ def measurement_plan(n: int, repeated: np.ndarray) -> list[int]:
     return [measurement for _, measurement in sorted(keys)]
 
 
+def process_parts(plan: list[int], n: int, processes: int) -> list[list[int]]:
+    """``plan`` (of ``n`` children) cut into ``processes`` consecutive parts, each timed in its own process, at the
+    first measurements of children ``k·n/processes``; a second measurement goes with the child it follows. A process's
+    own offset (whole runs here differ by up to 3–4 %, docs/results/xeon/repeatability.md) then falls on a share of
+    the children, and with two parts or more every second measurement — half a run later — is taken in another
+    process than its first."""
+    parts: list[list[int]] = [[] for _ in range(processes)]
+    latest = 0  # the child whose first measurement came last
+    for measurement in plan:
+        latest = measurement if measurement < n else latest
+        parts[processes * latest // n].append(measurement)
+    return [part for part in parts if part]
+
+
 def errors(estimate: np.ndarray, measured: np.ndarray) -> dict:
     """Relative errors of ``estimate`` against ``measured``: MAPE, the shares within ±5 and ±10 %, and the bias
     (mean log ratio, in %)."""
@@ -86,7 +100,9 @@ def repeat_report(estimate: np.ndarray, measured: np.ndarray, pairs: pd.DataFram
     pairs."""
     if len(pairs) < 3:
         return None
+    across = (pairs["process_first"] != pairs["process_second"]) if "process_first" in pairs else np.zeros(len(pairs))
     return {
+        "pairs_across_processes": int(across.sum()),  # second measurement in another process than the first
         "repeat": errors(pairs["second_ms"], pairs["first_ms"]),
         "lut_same_children": errors(pairs["estimate_ms"], pairs["first_ms"]),
         **noise_corrected_error(estimate, measured, pairs["first_ms"], pairs["second_ms"]),
@@ -165,7 +181,8 @@ def repeated_pairs(frame: pd.DataFrame) -> pd.DataFrame:
     if "repeat" not in frame:
         return pd.DataFrame({column: pd.Series(dtype=int if column == "index" else float)
                              for column in ("index", "estimate_ms", "first_ms", "second_ms")})
-    first = frame[frame["repeat"] == 0][["index", "estimate_ms", "measured_ms"]]
-    second = frame[frame["repeat"] == 1][["index", "measured_ms"]]
+    process = ["process"] if "process" in frame else []  # runs made before processes were recorded: none
+    first = frame[frame["repeat"] == 0][["index", "estimate_ms", "measured_ms", *process]]
+    second = frame[frame["repeat"] == 1][["index", "measured_ms", *process]]
     pairs = first.merge(second, on="index", suffixes=("_first", "_second"))
     return pairs.rename(columns={"measured_ms_first": "first_ms", "measured_ms_second": "second_ms"})

@@ -11,6 +11,9 @@ spread is large is measured again, the steadier run kept; with a :class:`~profil
 timed while the machine ran in another speed state than its table's is set aside and timed again later. Rows are
 appended to ``results.csv`` as they are measured, so a killed run resumes without losing or repeating a measurement.
 
+With ``Harness.processes`` above 1 the run is cut into that many consecutive parts, each timed in a fresh process
+(:func:`timed_in_new_process`), so that no one process's offset is the whole run's.
+
 A share of the children (``Harness.repeat``) is timed a second time half a run later. Their two measurements disagree by
 the machine's own noise, which is the floor any table can reach: the report sets the LUT's agreement beside the
 repeat's on the same children, and takes the noise out of the LUT's error (:mod:`lut.agreement`).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -42,11 +46,13 @@ from lut.agreement import (
     by_module_count,
     first_passes,
     measurement_plan,
+    process_parts,
     repeat_report,
     repeated_children,
     repeated_pairs,
 )
 from lut.table import fit_calibration
+from profiler.allocator import current_allocator, set_allocator
 from profiler.harness import Harness
 from profiler.reference import reference_timer
 from profiler.speed_gate import SpeedGate
@@ -55,7 +61,7 @@ from profiler.timing import PairedStats
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
 RESULT_COLUMNS = [
     "index", "repeat", "arch", "label", "keep", "estimate_ms", "measured_ms", "paired_ms", "raw_ms", "reference_ms",
-    "ratio_iqr", "runs", "attempts", "wall_s",
+    "ratio_iqr", "runs", "attempts", "wall_s", "process",
 ]
 
 
@@ -176,6 +182,65 @@ class ChildTimer:
                 gate.pause()
 
 
+def timed_in_new_process(timer_settings: dict, archs: np.ndarray, indices: list[int],
+                         gate: SpeedGate | None = None) -> Iterator[ChildTiming]:
+    """:meth:`ChildTimer.run` in a fresh (spawned) process, each timing passed back as it is made: the same networks
+    (the same seed), none of this process's warm caches, allocator history or thread pool. The speed gate travels
+    there and its waiting back; an interrupt stops both processes."""
+    context = multiprocessing.get_context("spawn")
+    receiving, sending = context.Pipe(duplex=False)
+    on_wait = gate.on_wait if gate else None
+    if gate:
+        gate.on_wait = None  # a callback of this process does not travel
+    worker = context.Process(target=_timing_process, daemon=True,
+                             args=(sending, timer_settings, current_allocator(), archs, indices, gate))
+    worker.start()
+    sending.close()
+    if gate:
+        gate.on_wait = on_wait
+    try:
+        while True:
+            try:
+                kind, payload, *waited = receiving.recv()
+            except EOFError:
+                worker.join()
+                raise InstaNASError(f"the timing process ended before its children were timed (exit code "
+                                    f"{worker.exitcode})") from None
+            if gate and waited:
+                gate.waited_s, gate.set_aside = waited
+            if kind == "timing":
+                yield payload
+            elif kind == "wait" and on_wait:
+                on_wait(*payload)
+            elif kind == "error":
+                raise InstaNASError(f"the timing process failed: {payload}")
+            elif kind == "done":
+                return
+    finally:
+        receiving.close()
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+
+
+def _timing_process(sending, timer_settings: dict, allocator: str, archs: np.ndarray, indices: list[int],
+                    gate: SpeedGate | None) -> None:
+    set_allocator(allocator)
+    counts = lambda: (gate.waited_s, gate.set_aside) if gate else ()  # noqa: E731
+    try:
+        if gate:
+            gate.on_wait = lambda reference_ms, waited_s: sending.send(("wait", (reference_ms, waited_s), *counts()))
+        for timing in ChildTimer(**timer_settings).run(archs, indices, gate):
+            sending.send(("timing", timing, *counts()))
+        sending.send(("done", None, *counts()))
+    except KeyboardInterrupt:  # the parent was interrupted too and keeps what it received
+        pass
+    except Exception as error:  # noqa: BLE001 — said in one line by the parent
+        sending.send(("error", f"{type(error).__name__}: {error}"))
+    finally:
+        sending.close()
+
+
 def calibration_from_results(table, results_csv, model: str = "entries", speed_correction: bool = True,
                              weighting: str = "absolute") -> dict:
     """Fit ``table``'s calibration on measured children (``results.csv`` of a run); with ``speed_correction``, also a
@@ -248,8 +313,10 @@ class CorrelationRun:
         self.finished = {self._measurement(index, repeat) for index, repeat in zip(done["index"], done["repeat"])}
         first = done[done["repeat"] == 0]
         self.measured = dict(zip(first["index"], first["measured_ms"]))  # first measurements: the running Pearson
-        self.timer = ChildTimer(table.resolution, harness, threads=table.threads, merge=table.cell_merge,
-                                backend=table.backend)
+        self.harness = harness
+        self.timer_settings = {"resolution": table.resolution, "harness": harness, "threads": table.threads,
+                               "merge": table.cell_merge, "backend": table.backend}
+        self.timer = ChildTimer(**self.timer_settings) if harness.processes == 1 else None
         self.gate = SpeedGate(table.children_reference_ms, wait_for_speed_s) if wait_for_speed_s > 0 else None
         if self.gate and resume:
             self.gate.resume(self._gate_file)
@@ -267,12 +334,18 @@ class CorrelationRun:
         if self.gate:
             self.gate.on_wait = on_wait
         archs = np.concatenate([self.children.archs, self.children.archs[self.repeated]])
+        parts = process_parts(measurement_plan(self.n, self.repeated), self.n, self.harness.processes)
         try:
-            remaining = [m for m in measurement_plan(self.n, self.repeated) if m not in self.finished]
-            for timing in self.timer.run(archs, remaining, self.gate):
-                self._record(timing)
-                if on_row:
-                    on_row(len(self.finished), self.total, self._running_pearson())
+            for process, part in enumerate(parts):
+                remaining = [m for m in part if m not in self.finished]
+                if not remaining:
+                    continue
+                timings = (self.timer.run(archs, remaining, self.gate) if self.timer else
+                           timed_in_new_process(self.timer_settings, archs, remaining, self.gate))
+                for timing in timings:
+                    self._record(timing, process)
+                    if on_row:
+                        on_row(len(self.finished), self.total, self._running_pearson())
         finally:
             self.wall_s += time.perf_counter() - started
             self.results.close()
@@ -283,7 +356,7 @@ class CorrelationRun:
         """The measurement's number in :func:`measurement_plan`."""
         return self.n + int(np.searchsorted(self.repeated, index)) if repeat else int(index)
 
-    def _record(self, timing: ChildTiming) -> None:
+    def _record(self, timing: ChildTiming, process: int) -> None:
         repeat = timing.index >= self.n
         i = int(self.repeated[timing.index - self.n]) if repeat else timing.index
         measured = float(self.table.measured_ms(timing.stats.ratio, timing.stats.reference_ms))
@@ -306,6 +379,7 @@ class CorrelationRun:
                 "runs": timing.stats.runs,
                 "attempts": timing.attempts,
                 "wall_s": round(timing.wall_s, 4),
+                "process": process,
             }
         )
 

@@ -25,6 +25,7 @@ class Harness:
     remeasure_iqr: float = 0.2  # a child whose ratio IQR exceeds this share of its ratio is measured again
     passes: int = 1  # measurements of each child, PASS_SPACING children apart in time; their ratios' geometric mean
     repeat: float = 0.1  # share of the children timed again half a run later: the machine's noise, for the report
+    processes: int = 1  # fresh processes the run is cut into, in turn (lut.agreement.process_parts)
 
     @property
     def chunk(self) -> int:

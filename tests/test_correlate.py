@@ -30,6 +30,7 @@ from lut.agreement import (
     first_passes,
     measurement_plan,
     noise_corrected_error,
+    process_parts,
     repeated_children,
 )
 from lut.store import load_table
@@ -529,6 +530,27 @@ def test_repeats_come_half_a_run_after_their_first_measurement():
     assert sorted(plan) == list(range(12))
     assert [m for m in plan if m < 10] == list(range(10)), "first measurements in order"
     assert plan.index(10) == plan.index(6) + 1 and plan[-1] == 11, "child 1 again after child 6; child 8 last"
+
+
+def test_a_run_in_processes_times_each_repeat_in_another_process_than_its_first(profiled, tmp_path, cli):
+    """--processes 2: the plan's two halves are timed in two fresh processes, one after the other, so every second
+    measurement (half a run after its first) is taken in the other process; the report counts them."""
+    plan = measurement_plan(10, repeated_children(10, 0.5))
+    parts = process_parts(plan, 10, 3)
+    assert sum(parts, []) == plan and [part[0] for part in parts] == [0, 4, 7], "cut at children 10·k/3"
+    part_of = {measurement: k for k, part in enumerate(parts) for measurement in part}
+    assert all(part_of[10 + j] > part_of[child] for j, child in enumerate(repeated_children(10, 0.5)))
+    out = tmp_path / "run"
+    result = cli("correlate", *QUICK, "-n", "8", "--lut", str(profiled), "--out", str(out), "--repeat", "0.5",
+                 "--processes", "2")
+    assert result.returncode == 0, result.stderr
+    every = pd.read_csv(out / "results.csv")
+    assert list(every["process"]) == [0] * 4 + [1] * 8, "children 0–3, then 4–7 and the repeats of 0–3"
+    first, second = (every[every["repeat"] == repeat].set_index("index")["process"] for repeat in (0, 1))
+    assert len(second) == 4 and (first[second.index] != second).all()
+    report = json.loads((out / "report.json").read_text())
+    assert report["repeat"]["pairs_across_processes"] == 4 and report["settings"]["processes"] == 2
+    assert "(4 in another process)" in " ".join(result.stdout.split())
 
 
 def test_agreement_by_module_count_fifths():

@@ -57,7 +57,9 @@ def print_agreement(report: dict) -> None:
 def print_noise(report: dict) -> None:
     """The repeat beside the LUT, the LUT's error with the noise taken out, and the agreement per module count."""
     if noise := report.get("repeat"):
-        console.print(f"the machine's noise: {noise['pairs']} children timed twice, half a run apart")
+        across = noise.get("pairs_across_processes", 0)
+        console.print(f"the machine's noise: {noise['pairs']} children timed twice, half a run apart"
+                      + (f" ({across} in another process)" if across else ""))
         table = Table()
         for column in ("figure", "2nd vs 1st", "LUT vs 1st"):
             table.add_column(column, justify="left" if column == "figure" else "right")

@@ -114,6 +114,11 @@ Repeat = Annotated[
                  "machine's own noise, which the report sets beside the LUT's error and takes out of it."),
 ]
 
+Processes = Annotated[
+    int,
+    typer.Option("--processes", min=1, help="Fresh processes the run is cut into, one after the other: a process's own "
+                 "offset falls on its share of the children, and a repeat is timed in another process than its first."),
+]
 
 
 def _epochs(name: str, what: str | None = None):

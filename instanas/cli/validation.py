@@ -22,6 +22,7 @@ from instanas.cli.options import (
     MinRuns,
     Mode,
     Passes,
+    Processes,
     Repeat,
     Resolution,
     Threads,
@@ -182,6 +183,7 @@ def correlate(
     min_runs: MinRuns = DEFAULT_HARNESS.min_runs,
     passes: Passes = DEFAULT_HARNESS.passes,
     repeat: Repeat = DEFAULT_HARNESS.repeat,
+    processes: Processes = DEFAULT_HARNESS.processes,
     mode: Mode = None,
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
@@ -201,7 +203,7 @@ def correlate(
     table = _paired_table(resolution, lut, threads, None, allow_foreign_lut, backend)
     out_dir = run_folder(out, f"correlate-{resolution}", resume)
     harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes,
-                      repeat=repeat)
+                      repeat=repeat, processes=processes)
     report = _measure_children(table, out_dir, f"correlate {resolution} px", children, harness,
                                mode=mode or table.default_mode, resume=resume, wait_for_speed=wait_for_speed)
     print_agreement(report)
@@ -225,6 +227,7 @@ def calibrate(
     min_runs: MinRuns = DEFAULT_HARNESS.min_runs,
     passes: Passes = DEFAULT_HARNESS.passes,
     repeat: Repeat = DEFAULT_HARNESS.repeat,
+    processes: Processes = DEFAULT_HARNESS.processes,
     model: Annotated[
         str,
         typer.Option(
@@ -268,7 +271,7 @@ def calibrate(
     table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False, backend=backend)
     out_dir = run_folder(out, f"calibrate-{resolution}", resume)
     harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes,
-                      repeat=repeat)
+                      repeat=repeat, processes=processes)
     report = _measure_children(table, out_dir, f"calibrate {resolution} px", Children.sampled(n, seed + CALIBRATION_STREAM),
                                harness, mode="plain", resume=resume, wait_for_speed=wait_for_speed)
     calibration = calibration_from_results(table, out_dir / "results.csv", model, speed_correction, weighting) | {
