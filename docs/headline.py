@@ -28,15 +28,18 @@ def lut_rows() -> list[str]:
 def noise_rows() -> list[str]:
     """The validations that time a tenth of their children twice: the LUT against one measurement beside a second
     measurement against the first, and the LUT's error with the measurement's noise taken out."""
-    rows = ["| run | children (timed twice) | on those: LUT vs 1st within ±5 % | 2nd vs 1st within ±5 % | "
+    rows = ["| run, machine state | children (timed twice) | on those: LUT vs 1st within ±5 % | 2nd vs 1st within ±5 % | "
             "one measurement's noise | LUT error, noise taken out (95 %) | of which bias | s / child |",
             "|---|---|---|---|---|---|---|---|"]
-    for folder in sorted((RESULTS / "validation-noise").glob("correlate-*"), key=lambda p: (len(p.name), p.name)):
+    states = (("unsteady", RESULTS / "validation-noise"), ("quiet", RESULTS / "validation-noise" / "quiet-state"))
+    folders = [(state, folder) for state, root in states
+               for folder in sorted(root.glob("correlate-*"), key=lambda p: (len(p.name), p.name))]
+    for state, folder in folders:
         report = json.loads((folder / "report.json").read_text())
         repeat = report["repeat"]
         low, high = repeat["corrected_rms_interval_pct"]
         resolution, _, backend = folder.name.removeprefix("correlate-").partition("-")
-        rows.append(f"| {resolution} px, {backend or 'eager'} | {report['n']:,} ({repeat['pairs']:,}) | "
+        rows.append(f"| {resolution} px, {backend or 'eager'}, {state} | {report['n']:,} ({repeat['pairs']:,}) | "
                     f"{100 * repeat['lut_same_children']['within_5pct']:.1f} % | "
                     f"{100 * repeat['repeat']['within_5pct']:.1f} % | {repeat['noise_pct']:.2f} % | "
                     f"{repeat['corrected_rms_pct']:.2f} % ({low:.2f}–{high:.2f} %) | {repeat['lut_bias_pct']:+.2f} % | "
@@ -69,7 +72,9 @@ def headline() -> str:
         *lut_rows(),
         "",
         *(["On the Intel machine, a tenth of the children timed a second time half a run later, so the LUT's misses "
-           "can be told from the machine's ([docs/results/validation-noise/](docs/results/validation-noise/)):",
+           "can be told from the machine's, in an unsteady state and a quiet one "
+           "([docs/results/validation-noise/](docs/results/validation-noise/), "
+           "[quiet-state/](docs/results/validation-noise/quiet-state/)):",
            "",
            *noise_rows(),
            ""] if list((RESULTS / "validation-noise").glob("correlate-*/report.json")) else []),

@@ -165,6 +165,11 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_style(index: int) -> dict:
+    """The ``index``-th run's line: ten colours, then the same colours dashed, then dotted."""
+    return {"color": f"C{index % 10}", "linestyle": ("-", "--", ":")[index // 10 % 3], "marker": "os^"[index // 10 % 3]}
+
+
 def trajectory_plot(runs: list[Path], path: Path, snapshots: pd.DataFrame | None = None) -> None:
     """Each run's greedy LUT latency and accuracy per search epoch, with the upper bound U_t; with ``snapshots``
     (:func:`clutter_by_snapshot`), a third panel: each snapshot's Spearman of latency with clutter."""
@@ -175,8 +180,7 @@ def trajectory_plot(runs: list[Path], path: Path, snapshots: pd.DataFrame | None
             clutter_axes = axes[2]
             for index, run in enumerate(runs):
                 mine = snapshots[snapshots["run"] == run.name]
-                clutter_axes.plot(mine["epoch"], mine["spearman_vs_clutter"], marker="o", color=f"C{index}",
-                                  label=run.name)
+                clutter_axes.plot(mine["epoch"], mine["spearman_vs_clutter"], label=run.name, **run_style(index))
             clutter_axes.axhline(0, color="0.5", linewidth=0.8)
             clutter_axes.set_ylim(-1, 1)
             clutter_axes.set_xlabel("search epoch")
@@ -184,12 +188,10 @@ def trajectory_plot(runs: list[Path], path: Path, snapshots: pd.DataFrame | None
             clutter_axes.set_title("more clutter, richer network? (> 0: yes)", fontsize=10)
             clutter_axes.xaxis.get_major_locator().set_params(integer=True)
             clutter_axes.grid(alpha=0.3)
-            clutter_axes.legend(fontsize=7)
         for index, run in enumerate(runs):
             search = pd.read_csv(run / "metrics-search.csv")
-            color = f"C{index}"
-            latency_axes.plot(search["epoch"], search["val_lut_ms"], marker="o", color=color, label=run.name)
-            accuracy_axes.plot(search["epoch"], 100 * search["val_accuracy"], marker="o", color=color, label=run.name)
+            latency_axes.plot(search["epoch"], search["val_lut_ms"], label=run.name, **run_style(index))
+            accuracy_axes.plot(search["epoch"], 100 * search["val_accuracy"], label=run.name, **run_style(index))
         search = pd.read_csv(runs[0] / "metrics-search.csv")
         latency_axes.plot(search["epoch"], search["upper_ms"], color="0.5", linestyle="--", label="U_t")
         latency_axes.plot(search["epoch"], search["lower_ms"], color="0.5", linestyle=":", label="L")
@@ -202,7 +204,7 @@ def trajectory_plot(runs: list[Path], path: Path, snapshots: pd.DataFrame | None
         for axes in (latency_axes, accuracy_axes):
             axes.xaxis.get_major_locator().set_params(integer=True)
             axes.grid(alpha=0.3)
-            axes.legend(fontsize=7)
+        latency_axes.legend(fontsize=7)  # one legend: every panel draws each run alike
 
 
 def ablation(runs: list[Path], table_for, baseline: Path, out: Path) -> pd.DataFrame:

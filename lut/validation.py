@@ -233,7 +233,7 @@ def _timing_process(sending, timer_settings: dict, allocator: str, archs: np.nda
         for timing in ChildTimer(**timer_settings).run(archs, indices, gate):
             sending.send(("timing", timing, *counts()))
         sending.send(("done", None, *counts()))
-    except KeyboardInterrupt:  # the parent was interrupted too and keeps what it received
+    except (KeyboardInterrupt, BrokenPipeError):  # the parent was interrupted too, or killed: it kept what it got
         pass
     except Exception as error:  # noqa: BLE001 — said in one line by the parent
         sending.send(("error", f"{type(error).__name__}: {error}"))

@@ -82,9 +82,12 @@ def test_small_correlate_end_to_end(profiled, tmp_path, cli):
     assert report["speed_gate"] is None and "speed gate" not in result.stdout, "--wait-for-speed 0: no gate"
 
 
-def test_killed_correlate_resumes_to_exactly_n_rows(profiled, tmp_path, cli):
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_killed_correlate_resumes_to_exactly_n_rows(profiled, tmp_path, cli, processes):
+    """Killed in its first part (with 2 processes, its timing process is left without a reader and ends)."""
     out = tmp_path / "run"
-    command = ("correlate", *QUICK, "-n", "12", "--lut", str(profiled), "--out", str(out), "--repeat", "0.25")
+    command = ("correlate", *QUICK, "-n", "12", "--lut", str(profiled), "--out", str(out), "--repeat", "0.25",
+               "--processes", processes)
     results = out / "results.csv"
     kill_when(command, lambda: results.exists() and results.read_text().count("\n") > 5)
     kept = pd.read_csv(results).dropna(subset=["wall_s"])  # a row cut off mid-write lacks its last field
