@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +32,18 @@ from instanas.errors import CheckpointError
 from instanas.evaluate import evaluate_run, latency_spearman, validation_images
 from instanas.plots import png_figure
 from instanas.training.checkpoints import load_checkpoint, read_run
-from instanas.training.config import TrainConfig
+from instanas.training.config import with_setting_defaults
 from instanas.training.stages import Pretrain, Search
 
 
 def settings_of(run: Path) -> dict:
     """The settings every stage of ``run`` was trained with, the re-training's included (``finetune.pt`` or
     ``compare``'s re-training of the last snapshot), one dict (a later stage's value wins)."""
-    merged, defaults = {}, asdict(TrainConfig())
+    merged = {}
     for stage in (Pretrain, Search):
         path = run / f"{stage.name}.pt"
-        if path.exists():  # a checkpoint older than a setting was trained as that setting's default
-            merged |= {key: defaults[key] for key in stage.setting_keys} | load_checkpoint(path)["settings"]
+        if path.exists():
+            merged |= with_setting_defaults(load_checkpoint(path)["settings"], stage.setting_keys)
     if retrained := retrained_policy(run, merged.get("search_epochs", 0)):
         merged |= load_checkpoint(retrained)["settings"]
     if not merged:

@@ -24,6 +24,11 @@ REWARD_ACCURACIES = ("correct", "confidence")  # what the accuracy term reads: s
 MEMORY_FORMATS = ("channels_last", "contiguous")  # how activations are laid out in training: see Trainer
 
 
+def with_setting_defaults(saved: dict, keys) -> dict:
+    """A checkpoint's ``saved`` settings, with each of ``keys`` it predates filled in as it was trained."""
+    return {key: SETTING_DEFAULTS[key] for key in keys if key in SETTING_DEFAULTS} | saved
+
+
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     """``value`` if it is one of ``choices``; otherwise a one-line error naming ``what`` and the choices."""
     if value not in choices:

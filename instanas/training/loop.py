@@ -28,7 +28,7 @@ from instanas.metagraph import MetaGraph
 from instanas.progress import progress_bar
 from instanas.reward import lut_latency
 from instanas.training.checkpoints import load_checkpoint, record_run, save_checkpoint
-from instanas.training.config import REQUIRES, SETTING_DEFAULTS, TrainConfig
+from instanas.training.config import REQUIRES, TrainConfig, with_setting_defaults
 from instanas.training.runtime import Workers
 from instanas.training.scalars import ScalarLog
 
@@ -257,8 +257,7 @@ class Stage:
             raise CheckpointError(f"{self.checkpoint_path} exists: pass --resume to continue it, or another --out")
         self.resumed = load_checkpoint(self.checkpoint_path) if resume and self.checkpoint_path.exists() else None
         if self.resumed:
-            saved = {key: SETTING_DEFAULTS[key] for key in self.settings if key in SETTING_DEFAULTS} | \
-                self.resumed["settings"]
+            saved = with_setting_defaults(self.resumed["settings"], self.settings)
             if saved != self.settings:
                 changed = [key for key in self.settings if saved.get(key) != self.settings[key]]
                 raise CheckpointError(f"{self.checkpoint_path}: saved with other settings ({', '.join(changed)})")
