@@ -230,27 +230,59 @@ def correlation_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return sample_architectures(n, keep=keep, seed=int(rng.integers(2**32))), keep
 
 
+def few_kind_sample(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, ...]]]:
+    """``n`` architectures that each use only one or two module kinds (chosen per child), their keep probability
+    (uniform in [0.05, 0.95] for the chosen kinds) and the kinds.
+
+    Random children almost never run one kind in many consecutive cells; networks that do (``mb3e3`` or ``basic``
+    in every cell) ran 7–8 % faster than a calibration fitted without such children said
+    (``docs/results/validation-noise/few-kinds/``), so `calibrate` mixes a share of these in.
+    """
+    rng = np.random.default_rng(seed)
+    keep = rng.uniform(0.05, 0.95, n)
+    kinds = [tuple(sorted(rng.choice(NUM_MODULES, size=rng.integers(1, 3), replace=False))) for _ in range(n)]
+    per_kind = np.zeros((n, NUM_MODULES))
+    for row, chosen in enumerate(kinds):
+        per_kind[row, list(chosen)] = keep[row]
+    archs = sample_architectures(n, keep=per_kind, seed=int(rng.integers(2**32)))
+    return archs, keep, [tuple(MODULE_NAMES[kind] for kind in chosen) for chosen in kinds]
+
+
 def sample_architectures(n: int, keep: float | np.ndarray = 0.5, seed: int | None = None) -> np.ndarray:
     """``n`` valid architectures ``(n, 17, 5)``: each module kept with probability ``keep``.
 
-    ``keep`` may be one probability per sample, so one batch can span cheap to rich networks. A required cell
-    that comes out empty is drawn again (not filled with the default), so every non-empty subset stays as likely
-    as the keep probability makes it.
+    ``keep`` may be one probability per sample, so one batch can span cheap to rich networks, or ``(n, 5)``: one
+    per sample and module kind (0 never keeps that kind). A required cell that comes out empty is drawn again (not
+    filled with the default), so every non-empty subset stays as likely as the keep probabilities make it.
     """
     if n < 0:
         raise ArchitectureError(f"the number of architectures must be >= 0, got {n}")
-    keep = np.broadcast_to(np.asarray(keep, dtype=float), (n,))
-    if not ((keep > 0) & (keep <= 1)).all():
-        raise ArchitectureError("keep probabilities must lie in (0, 1]")
+    keep = np.asarray(keep, dtype=float)
+    per_kind = np.broadcast_to(keep[..., None] if keep.ndim < 2 else keep, (n, NUM_MODULES))
+    if not (((per_kind >= 0) & (per_kind <= 1)).all() and (per_kind.max(axis=1, initial=0) > 0).all()):
+        raise ArchitectureError("keep probabilities must lie in (0, 1] (per kind: in [0, 1], one above 0)")
     rng = np.random.default_rng(seed)
-    probabilities = keep[:, None, None]
+    probabilities = per_kind[:, None, :]
     archs = rng.random((n, *ARCH_SHAPE)) < probabilities
     while True:
         redraw = REQUIRED_CELLS & ~archs.any(axis=2)  # (n, 17)
         if not redraw.any():
             return archs
         rows, cells = np.nonzero(redraw)
-        archs[rows, cells] = rng.random((rows.size, NUM_MODULES)) < probabilities[rows, 0]
+        archs[rows, cells] = rng.random((rows.size, NUM_MODULES)) < per_kind[rows]
+
+
+def kind_repeats(archs: np.ndarray) -> np.ndarray:
+    """``(N, 5)``: how often each module kind runs right after itself, in the order a child executes its modules
+    (cell by cell, options in column order). ``basic`` in every cell: 16 repeats of ``basic``."""
+    archs = np.asarray(archs, dtype=bool)
+    executed = archs.reshape(len(archs), -1)  # (cell, option) slots in execution order
+    slots = np.arange(executed.shape[1])
+    last = np.maximum.accumulate(np.where(executed, slots, -1), axis=1)  # the latest executed slot so far
+    previous = np.hstack([np.full((len(archs), 1), -1), last[:, :-1]])  # the slot executed before each
+    kind = slots % NUM_MODULES
+    repeated = executed & (previous >= 0) & (kind[previous] == kind)
+    return repeated.reshape(archs.shape).sum(axis=1).astype(float)
 
 
 # The parts an architecture executes, named as the latency table names its entries: the stem, each selected

@@ -22,7 +22,6 @@ repeat's on the same children, and takes the noise out of the LUT's error (:mod:
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing
 import time
 from collections import deque
@@ -34,23 +33,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from instanas.atomic import atomic_write, report_path
+from instanas.atomic import report_path
 from instanas.errors import ArchitectureError, InstaNASError
 from instanas.journal import CsvJournal
 from instanas.metagraph import MetaGraph
-from instanas.plots import png_figure
-from instanas.space import correlation_sample, format_architecture, parse_architecture
-from lut.agreement import (
-    agreement,
-    at_table_speed,
-    by_module_count,
-    first_passes,
-    measurement_plan,
-    process_parts,
-    repeat_report,
-    repeated_children,
-    repeated_pairs,
-)
+from instanas.space import correlation_sample, few_kind_sample, format_architecture, parse_architecture
+from lut.agreement import first_passes, measurement_plan, process_parts, repeated_children
+from lut.report import RESULT_COLUMNS, write_report
 from lut.table import fit_calibration
 from profiler.allocator import current_allocator, set_allocator
 from profiler.harness import Harness
@@ -59,10 +48,7 @@ from profiler.speed_gate import SpeedGate
 from profiler.timing import PairedStats
 
 CALIBRATION_STREAM = 1_000_003  # calibration seeds are offset by this, so they never reuse correlate's children
-RESULT_COLUMNS = [
-    "index", "repeat", "arch", "label", "keep", "estimate_ms", "measured_ms", "paired_ms", "raw_ms", "reference_ms",
-    "ratio_iqr", "runs", "attempts", "wall_s", "process",
-]
+FEW_KINDS_STREAM = 7_919  # the few-kind children's seed is offset by this from the run's
 
 
 @dataclass(frozen=True)
@@ -75,9 +61,20 @@ class Children:
     settings: dict
 
     @classmethod
-    def sampled(cls, n: int, seed: int) -> Children:
-        archs, keep = correlation_sample(n, seed)
-        return cls(archs, [""] * n, keep, {"n": n, "seed": seed})
+    def sampled(cls, n: int, seed: int, few_kinds: float = 0.0) -> Children:
+        """``n`` children of :func:`correlation_sample`; with ``few_kinds``, that share of them instead from
+        :func:`few_kind_sample` (labelled with their kinds), placed at random through the run."""
+        few = round(n * few_kinds)
+        if not few:
+            archs, keep = correlation_sample(n, seed)
+            return cls(archs, [""] * n, keep, {"n": n, "seed": seed})
+        random_archs, random_keep = correlation_sample(n - few, seed)
+        few_archs, few_keep, kinds = few_kind_sample(few, seed + FEW_KINDS_STREAM)
+        order = np.random.default_rng(seed).permutation(n)
+        archs = np.concatenate([random_archs, few_archs])[order]
+        keep = np.concatenate([random_keep, few_keep])[order]
+        labels = [""] * (n - few) + ["kinds " + "+".join(chosen) for chosen in kinds]
+        return cls(archs, [labels[i] for i in order], keep, {"n": n, "seed": seed, "few_kinds": few_kinds})
 
     @classmethod
     def from_file(cls, path: Path) -> Children:
@@ -242,7 +239,7 @@ def _timing_process(sending, timer_settings: dict, allocator: str, archs: np.nda
 
 
 def calibration_from_results(table, results_csv, model: str = "entries", speed_correction: bool = True,
-                             weighting: str = "absolute") -> dict:
+                             weighting: str = "absolute", repeats: bool = True) -> dict:
     """Fit ``table``'s calibration on measured children (``results.csv`` of a run); with ``speed_correction``, also a
     speed exponent, on the same children. Runs made before ``paired_ms`` existed measured it as
     ``measured_ms``. Only first measurements count (a repeat is the noise's, not another child)."""
@@ -250,40 +247,8 @@ def calibration_from_results(table, results_csv, model: str = "entries", speed_c
     archs = np.stack([parse_architecture(text) for text in frame["arch"]])
     paired = frame["paired_ms"] if "paired_ms" in frame else frame["measured_ms"]
     reference = frame["reference_ms"].to_numpy() if speed_correction else None
-    fit = fit_calibration(table, archs, paired.to_numpy(), model, reference, weighting)
+    fit = fit_calibration(table, archs, paired.to_numpy(), model, reference, weighting, repeats)
     return fit | {"reference_ms": float(frame["reference_ms"].median())}  # where the validation's speed gate centres
-
-
-def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:
-    """Estimated vs. measured latency with y = x and the least-squares fit, like the paper's Figure 4; with a
-    repeat share, the band two measurements of one child span (±1.96 σ of one measurement's noise)."""
-    with png_figure(path, (6, 6)) as axes:
-        axes.scatter(results["estimate_ms"], results["measured_ms"], s=4, alpha=0.4, edgecolors="none",
-                     label="children")
-        low = min(results["estimate_ms"].min(), results["measured_ms"].min())
-        high = max(results["estimate_ms"].max(), results["measured_ms"].max())
-        line = np.array([low, high])
-        if noise := report.get("repeat"):
-            spread = np.exp(1.96 * noise["noise_pct"] / 100)
-            axes.fill_between(line, line / spread, line * spread, color="tab:green", alpha=0.15, linewidth=0,
-                              label=f"measurement noise ±1.96σ ({noise['noise_pct']:.1f} %, {noise['pairs']} repeats)")
-        axes.plot(line, line, color="black", linewidth=1, label="y = x")
-        axes.plot(
-            line,
-            report["slope"] * line + report["intercept"],
-            color="tab:red",
-            linewidth=1,
-            label=f"fit: {report['slope']:.3f}·x {report['intercept']:+.2f} ms",
-        )
-        axes.set_xlabel("LUT estimate (ms)")
-        axes.set_ylabel("measured latency (ms)")
-        axes.set_title(
-            f"{report['resolution']} px, {report['mode']} LUT, n = {report['n']}\n"
-            f"Pearson {report['pearson']:.4f}, MAPE {report['mape_pct']:.1f} %, "
-            f"±10 %: {100 * report['within_10pct']:.1f} %"
-        )
-        axes.legend(loc="upper left")
-        axes.grid(alpha=0.3)
 
 
 class CorrelationRun:
@@ -391,48 +356,8 @@ class CorrelationRun:
 
     def finish(self) -> dict:
         """Write ``report.json`` and ``scatter.png`` from every finished row; return the report."""
-        every = pd.read_csv(self.out_dir / "results.csv")
-        frame = first_passes(every)
-        table = self.table
-        modes = ["plain", "calibrated"] if table.calibration else ["plain"]
-        archs = self.children.archs[frame["index"]]
-        estimates = {name: table.estimate(archs, mode=name) for name in modes}
-        by_mode = {name: agreement(estimates[name], frame["measured_ms"]) for name in modes}
-        report = {
-            "resolution": table.resolution,
-            "mode": self.mode,
-            **by_mode[self.mode],
-            "by_mode": by_mode,
-            "raw": agreement(estimates[self.mode], frame["raw_ms"]),
-            "paired": agreement(estimates[self.mode], frame["paired_ms"]),
-            "speed_exponent": table.speed_exponent,
-            "remeasured": int((frame["attempts"] > 1).sum()),
-            "lut": {"path": report_path(table.path), "version": table.version, "content_hash": table.content_hash},
-            "fingerprint": table.meta["fingerprint"],
-            "settings": self.settings,
-            "measure_wall_s_this_session": round(self.wall_s, 1),
-            "wall_s_per_child": float(every["wall_s"].sum() / len(frame)),  # the repeats' share included
-        }
-        report["reference_ms"] = {
-            "lut_anchor": table.anchor_ms,
-            "at_table_speed": table.children_reference_ms,
-            "p5_p50_p95_this_run": [float(value) for value in np.percentile(frame["reference_ms"], [5, 50, 95])],
-        }
-        report["at_table_speed"] = at_table_speed(estimates[self.mode], frame, table.children_reference_ms)
-        pairs = repeated_pairs(every)
-        report["repeat"] = repeat_report(estimates[self.mode], frame["measured_ms"], pairs)
-        second = frame[["index"]].merge(pairs, on="index", how="left")["second_ms"].to_numpy(dtype=float)
-        report["by_module_count"] = by_module_count(archs, estimates[self.mode], frame["measured_ms"], second)
-        report["speed_gate"] = self.gate.report() if self.gate else None
-        if "archs" in self.settings:  # chosen architectures: each one's own figures
-            report["children"] = [
-                {"label": row.label, "arch": row.arch, "estimate_ms": float(estimate), "measured_ms": row.measured_ms,
-                 "error_pct": 100 * (float(estimate) / row.measured_ms - 1)}
-                for row, estimate in zip(frame.itertuples(), estimates[self.mode])
-            ]
-        atomic_write(self.out_dir / "report.json", json.dumps(report, indent=2) + "\n")
-        scatter_plot(frame, report, self.out_dir / "scatter.png")
-        return report
+        return write_report(self.table, self.out_dir, self.settings, self.mode, round(self.wall_s, 1),
+                            self.gate.report() if self.gate else None)
 
 
 class Stopwatch:

@@ -13,13 +13,17 @@ import pandas as pd
 import pytest
 from conftest import kill_when
 
+from instanas.atomic import report_path
 from instanas.errors import InstaNASError
 from instanas.space import (
     NUM_CELLS,
     NUM_MODULES,
     correlation_sample,
+    edge_architectures,
+    few_kind_sample,
     format_architecture,
     full_architecture,
+    kind_repeats,
     mobilenetv2_architecture,
     parse_architecture,
     smallest_architecture,
@@ -33,9 +37,9 @@ from lut.agreement import (
     process_parts,
     repeated_children,
 )
-from lut.store import load_table
+from lut.store import load_table, save_calibrated
 from lut.table import calibration_terms, fit_calibration
-from lut.validation import Children, ChildTimer, CorrelationRun
+from lut.validation import Children, ChildTimer, CorrelationRun, calibration_from_results
 from profiler.harness import Harness
 from profiler.speed_gate import SAME_SPEED
 
@@ -161,7 +165,12 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     assert calibrated.calibration["noise_pairs"] == 3 and calibrated.calibration["noise_pct"] > 0
     assert "the machine's noise meanwhile" in result.stdout
     assert calibrated.meta["derived_from"]["content_hash"] == load_table(profiled).content_hash
-    calibration_archs = set(pd.read_csv(measured / "results.csv")["arch"])
+    calibration_rows = pd.read_csv(measured / "results.csv")
+    calibration_archs = set(calibration_rows["arch"])
+    assert json.loads((measured / "run.json").read_text())["few_kinds"] == 0.1
+    few = first_passes(calibration_rows)["label"].fillna("").str.startswith("kinds ")
+    assert few.sum() == 1, "a tenth of the 12 children drawn from one or two kinds"
+    assert len(calibrated.calibration["kind_repeat_ms"]) == NUM_MODULES
 
     out = tmp_path / "validation"
     run = cli("correlate", *QUICK, "-n", "10", "--lut", str(calibrated.path), "--out", str(out))
@@ -193,7 +202,8 @@ def test_calibrate_adds_a_calibrated_version_used_by_correlate(profiled, tmp_pat
     fixed_ms, cells_ms, merges_ms, modules = calibrated.parts(chosen[None])
     terms = calibration_terms(32, cells_ms, merges_ms, modules)[0]
     entries = np.concatenate([(chosen * calibrated.module_ms).ravel(), chosen.any(axis=1)])
-    expected = fixed_ms + terms @ fit["coefficients"] + entries @ fit["entry_corrections"]
+    repeats = kind_repeats(chosen[None])[0] @ fit["kind_repeat_ms"]
+    expected = fixed_ms + terms @ fit["coefficients"] + repeats + entries @ fit["entry_corrections"]
     assert payload["mode"] == "calibrated" and payload["estimate_ms"] == pytest.approx(expected)
     assert terms[:4].sum() + merges_ms[0] + fixed_ms == pytest.approx(plain), "the terms split the plain sum"
     plain_run = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(calibrated.path), "--mode", "plain", "--json")
@@ -245,6 +255,83 @@ def test_speed_exponent_brings_measurements_to_the_tables_speed(profiled):
     np.testing.assert_allclose(table.estimate(archs, mode="calibrated"), true_ms, rtol=0.02)
 
 
+def test_kind_repeat_costs_are_recovered_and_price_one_kind_networks(profiled):
+    """Latencies where a module right after one of its own kind costs less, per kind (as networks of one kind in
+    every cell run faster than their entries say at 32 px): fitted on random children and a tenth of few-kind ones,
+    the repeat costs come back and the one-kind networks are priced right; without the term they are not."""
+    table = load_table(profiled)
+    saving_ms = np.array([0.0, -0.02, 0.0, -0.01, -0.03])
+
+    def measure(archs):
+        fixed_ms, cells_ms, merges_ms, modules = table.parts(archs)
+        repeats_ms = kind_repeats(archs) @ saving_ms
+        return fixed_ms + 1.1 * cells_ms.sum(axis=1) + merges_ms + 0.05 * modules + 0.3 + repeats_ms
+
+    archs = np.concatenate([correlation_sample(900, seed=1)[0], few_kind_sample(100, seed=2)[0]])
+    measured = measure(archs) * np.random.default_rng(3).normal(1, 0.005, len(archs))
+    one_kind = np.stack([arch for label, arch in edge_architectures() if label.endswith("in every cell")])
+    errors = {}
+    for repeats in (True, False):
+        fit = fit_calibration(table, archs, measured, "cells", repeats=repeats)
+        table.meta["calibration"] = fit
+        errors[repeats] = np.abs(table.estimate(one_kind, mode="calibrated") / measure(one_kind) - 1).max()
+        if repeats:
+            np.testing.assert_allclose(fit["kind_repeat_ms"], saving_ms, atol=0.004)
+    assert errors[True] < 0.01 < errors[False], errors
+
+
+def test_rescore_scores_another_version_on_the_same_measurements(profiled, tmp_path, cli):
+    """A run measured against the plain table, rescored with a calibration of the same profile: the same rows, each
+    estimate the new table's, each measurement at its speed; the plain table itself gives the run's report back."""
+    measured = tmp_path / "run"
+    run = cli("correlate", *QUICK, "-n", "12", "--repeat", "0.25", "--lut", str(profiled), "--out", str(measured))
+    assert run.returncode == 0, run.stderr
+    same = cli("rescore", str(measured), "--lut", str(profiled), "--out", str(tmp_path / "same"))
+    assert same.returncode == 0, same.stderr
+    before, after = (json.loads((folder / "report.json").read_text()) for folder in (measured, tmp_path / "same"))
+    for key in ("n", "pearson", "mape_pct", "within_5pct"):
+        assert after[key] == pytest.approx(before[key])
+    assert after["repeat"]["corrected_rms_pct"] == pytest.approx(before["repeat"]["corrected_rms_pct"])
+    assert [part["n"] for part in after["by_module_count"]] == [part["n"] for part in before["by_module_count"]]
+
+    table = load_table(profiled)
+    calibration = calibration_from_results(table, measured / "results.csv", "cells", repeats=False)
+    calibrated = save_calibrated(table, calibration | {"speed_exponent": 0.5}, tmp_path / "store")
+    out = tmp_path / "rescored"
+    result = cli("rescore", str(measured), "--lut", str(calibrated.path), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows, original = pd.read_csv(out / "results.csv"), pd.read_csv(measured / "results.csv")
+    assert rows["arch"].tolist() == original["arch"].tolist() and rows["paired_ms"].equals(original["paired_ms"])
+    archs = np.stack([parse_architecture(text) for text in rows["arch"]])
+    np.testing.assert_allclose(rows["estimate_ms"], calibrated.estimate(archs, mode="calibrated"))
+    np.testing.assert_allclose(rows["measured_ms"], original["paired_ms"] * (
+        original["reference_ms"] / table.anchor_ms) ** 0.5)
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "calibrated" and report["lut"]["version"] == calibrated.version
+    assert json.loads((out / "run.json").read_text())["rescored_from"] == report_path(measured)
+    assert "LUT vs measured at 32 px" in result.stdout
+
+
+def test_rescore_refuses_another_profile_an_unfinished_run_and_its_own_folder(profiled, tmp_path, cli):
+    measured = tmp_path / "run"
+    assert cli("correlate", *QUICK, "-n", "3", "--lut", str(profiled), "--out", str(measured)).returncode == 0
+    payload = json.loads(profiled.read_text())
+    payload["reference"]["anchor_ms"] *= 1.1
+    from lut.table import content_hash
+
+    payload["content_hash"] = content_hash(payload)
+    other = tmp_path / "other-profile.json"
+    other.write_text(json.dumps(payload))
+    cases = {"another profile than the one": (measured, other, tmp_path / "a"),
+             "not a finished correlate": (tmp_path / "nothing", profiled, tmp_path / "b"),
+             "give another --out": (measured, profiled, measured)}
+    for message, (run, lut, out) in cases.items():
+        refused = cli("rescore", str(run), "--lut", str(lut), "--out", str(out))
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert refused.stderr.count("\n") == 1
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 def test_calibrated_mode_needs_a_calibration(profiled, cli):
     arch = format_architecture(correlation_sample(1, 0)[0][0])
     result = cli("estimate", "-r", "32", "--arch", arch, "--lut", str(profiled), "--mode", "calibrated")
@@ -287,11 +374,15 @@ def test_fit_calibration_recovers_known_costs(profiled, model):
 def test_calibrate_without_speed_correction_keeps_the_plain_pairing(profiled, tmp_path, cli):
     store = tmp_path / "store"
     result = cli("calibrate", *QUICK, "-n", "10", "--lut", str(profiled), "--store", str(store), "--out",
-                 str(tmp_path / "calibration"), "--no-speed-correction")
+                 str(tmp_path / "calibration"), "--no-speed-correction", "--few-kinds", "0", "--no-kind-repeats")
     assert result.returncode == 0, result.stderr
     (calibrated,) = store.glob("*/res32-v*.json")
     table = load_table(calibrated)
     assert "speed_exponent" not in table.calibration and table.speed_exponent == 0.0
+    assert "kind_repeat_ms" not in table.calibration and "right after" not in result.stdout
+    rows = first_passes(pd.read_csv(tmp_path / "calibration" / "results.csv")).sort_values("index")
+    assert rows["arch"].tolist() == [
+        format_architecture(arch) for arch in Children.sampled(10, 1_000_003).archs], "the random children only"
     assert table.measured_ms(2.0, 3 * table.anchor_ms) == pytest.approx(2 * table.anchor_ms)
     plain = load_table(profiled)  # no calibration: the gate centres on the anchor
     assert plain.children_reference_ms == plain.anchor_ms != table.children_reference_ms

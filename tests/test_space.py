@@ -8,14 +8,18 @@ import torch
 
 from instanas.errors import ArchitectureError, ResolutionError
 from instanas.space import (
+    ARCH_SHAPE,
     DEFAULT_MODULE,
     MODULE_NAMES,
     NUM_CELLS,
     NUM_MODULES,
     REQUIRED_CELLS,
+    correlation_sample,
     edge_architectures,
+    few_kind_sample,
     format_architecture,
     full_architecture,
+    kind_repeats,
     mobilenetv2_architecture,
     parse_architecture,
     sample_architectures,
@@ -167,6 +171,39 @@ def test_per_sample_keep_spans_cheap_to_rich():
 def test_sampling_rejects_bad_keep(keep):
     with pytest.raises(ArchitectureError, match="keep"):
         sample_architectures(2, keep=keep)
+
+
+def test_per_kind_keep_never_draws_a_kind_kept_with_zero():
+    keep = np.zeros((200, NUM_MODULES))
+    keep[:, 1] = 0.5
+    keep[:100, 4] = 0.9
+    archs = sample_architectures(200, keep=keep, seed=0)
+    assert not archs[:, :, [0, 2, 3]].any() and not archs[100:, :, 4].any() and archs[:100, :, 4].any()
+    assert archs[:, REQUIRED_CELLS].any(axis=2).all(), "required cells drawn again among the kept kinds"
+    with pytest.raises(ArchitectureError, match="keep"):
+        sample_architectures(2, keep=np.zeros((2, NUM_MODULES)))
+
+
+def test_few_kind_children_use_one_or_two_kinds_and_repeat_them():
+    archs, keep, kinds = few_kind_sample(300, seed=1)
+    for used, chosen in zip(archs.any(axis=1), kinds):
+        assert set(np.array(MODULE_NAMES)[used]) <= set(chosen)
+    assert {len(chosen) for chosen in kinds} == {1, 2} and ((keep >= 0.05) & (keep <= 0.95)).all()
+    assert archs[:, REQUIRED_CELLS].any(axis=2).all()
+    random_archs, _ = correlation_sample(300, seed=1)
+    assert kind_repeats(archs).sum(axis=1).mean() > 3 * kind_repeats(random_archs).sum(axis=1).mean()
+    np.testing.assert_array_equal(archs, few_kind_sample(300, seed=1)[0])
+
+
+def test_kind_repeats_count_a_kind_run_right_after_itself():
+    mb3e3, basic = MODULE_NAMES.index("mb3e3"), MODULE_NAMES.index("basic")
+    arch = np.zeros((1, *ARCH_SHAPE), dtype=bool)
+    arch[0, 0, mb3e3] = arch[0, 1, [mb3e3, basic]] = arch[0, 3, basic] = True  # mb3e3 mb3e3 basic | basic
+    assert kind_repeats(arch).tolist() == [[0, 1, 0, 0, 1]]
+    one_kind = np.zeros((1, *ARCH_SHAPE), dtype=bool)
+    one_kind[0, :, basic] = True
+    assert kind_repeats(one_kind)[0, basic] == NUM_CELLS - 1
+    assert not kind_repeats(full_architecture()[None]).any(), "the full network never runs a kind twice in a row"
 
 
 def test_edge_architectures_span_the_space():

@@ -36,6 +36,7 @@ from instanas.cli.options import (
 from instanas.errors import InstaNASError
 from instanas.progress import progress_bar
 from instanas.space import (
+    MODULE_NAMES,
     format_architecture,
     parse_architecture,
     search_space,
@@ -211,6 +212,25 @@ def correlate(
 
 
 @app.command()
+def rescore(
+    run: Annotated[Path, typer.Argument(help="A finished correlate or calibrate run folder.")],
+    lut: Annotated[Path, typer.Option("--lut", help="The table to score: a version of the profile the run was "
+                                      "measured against (e.g. a new calibration of it).")],
+    out: Annotated[Path, typer.Option("--out", help="The new run folder (results.csv, run.json, report.json, "
+                                      "scatter.png).")],
+    mode: Mode = None,
+) -> None:
+    """Score another version of a table against children already measured, without timing them again."""
+    from lut.report import rescore as rescore_run
+    from lut.store import load_table
+
+    table = load_table(lut)
+    report = rescore_run(run, table, out, mode or table.default_mode)
+    print_agreement(report)
+    typer.echo(f"results: {out / 'results.csv'}\nreport: {out / 'report.json'}\nplot: {out / 'scatter.png'}")
+
+
+@app.command()
 def calibrate(
     resolution: Resolution,
     n: Annotated[int, typer.Option("-n", min=10, help="How many children to measure for the fit.")] = 1000,
@@ -250,6 +270,17 @@ def calibrate(
         typer.Option("--weighting", help="absolute (default: least squares in milliseconds) or relative (every "
                      "child's relative error alike); they score the same here (docs/results/calibration-weighting/)."),
     ] = "absolute",
+    few_kinds: Annotated[
+        float,
+        typer.Option("--few-kinds", min=0.0, max=0.5, help="Share of the children drawn from one or two module kinds "
+                     "each, so that the fit sees networks that repeat a kind cell after cell (random children "
+                     "never do; docs/results/validation-noise/few-kinds/); 0: random children only."),
+    ] = 0.1,
+    kind_repeats: Annotated[
+        bool,
+        typer.Option("--kind-repeats/--no-kind-repeats", help="Also fit, per module kind, a cost per module that runs "
+                     "right after one of its own kind (not with --model linear)."),
+    ] = True,
     wait_for_speed: WaitForSpeed = 30.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run (--out, or the newest).")] = False,
     backend: Backend = "eager",
@@ -272,9 +303,12 @@ def calibrate(
     out_dir = run_folder(out, f"calibrate-{resolution}", resume)
     harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes,
                       repeat=repeat, processes=processes)
-    report = _measure_children(table, out_dir, f"calibrate {resolution} px", Children.sampled(n, seed + CALIBRATION_STREAM),
-                               harness, mode="plain", resume=resume, wait_for_speed=wait_for_speed)
-    calibration = calibration_from_results(table, out_dir / "results.csv", model, speed_correction, weighting) | {
+    children = Children.sampled(n, seed + CALIBRATION_STREAM, few_kinds)
+    report = _measure_children(table, out_dir, f"calibrate {resolution} px", children, harness, mode="plain",
+                               resume=resume, wait_for_speed=wait_for_speed)
+    repeats = kind_repeats and model != "linear"
+    calibration = calibration_from_results(table, out_dir / "results.csv", model, speed_correction, weighting,
+                                           repeats) | {
         "measurements": report_path(out_dir), "harness": harness.settings()}
     if noise := report.get("repeat"):  # how steady the machine was while the fit's children were timed
         calibration["noise_pct"], calibration["noise_pairs"] = noise["noise_pct"], noise["pairs"]
@@ -288,6 +322,8 @@ def calibrate(
                    f"({calibration['noise_pairs']} children timed twice)")
     for term, value in zip(terms, values):
         typer.echo(f"  {term}: {value:.4f}")
+    for name, value in zip(MODULE_NAMES, calibration.get("kind_repeat_ms", [])):
+        typer.echo(f"  ms per {name} right after a {name}: {value:.4f}")
     if "speed_exponent" in calibration:
         typer.echo(f"  speed exponent: {calibration['speed_exponent']:.3f} (the share of the reference's changes of "
                    f"speed the children do not share)")

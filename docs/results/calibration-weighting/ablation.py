@@ -6,6 +6,9 @@ Measurements are brought to the table's speed with each fit's own speed exponent
 ``reference_ms``), as ``correlate`` would have with that table.
 
 Usage (repository root): python docs/results/calibration-weighting/ablation.py > docs/results/calibration-weighting/table.md
+
+Fitted without kind repeats (``repeats=False``), as these tables were: their calibration children hold none of
+the few-kind children that term needs (``docs/results/validation-noise/few-kinds/``).
 """
 import json
 from pathlib import Path
@@ -64,7 +67,7 @@ for name in FOLDERS:
     for weighting in CALIBRATION_WEIGHTINGS:
         fit = fit_calibration(table, calibration_archs, calibration["paired_ms"].to_numpy(), source["model"],
                               calibration["reference_ms"].to_numpy() if "speed_exponent" in source else None,
-                              weighting)
+                              weighting, repeats=False)
         table.meta["calibration"] = fit
         exponent = fit.get("speed_exponent", 0.0)
         truth = measured(table, validation, exponent)

@@ -8,6 +8,9 @@ Also the median error by fifth of the reference's latency beside each child (how
 without the exponent: what it corrects. The README's speed-exponent table comes from here.
 
 Usage (repository root): python docs/results/speed-exponent/ablation.py > docs/results/speed-exponent/ablation.md
+
+Fitted without kind repeats (``repeats=False``), as these tables were: their calibration children hold none of
+the few-kind children that term needs (``docs/results/validation-noise/few-kinds/``).
 """
 from pathlib import Path
 
@@ -52,7 +55,8 @@ for machine, gated, folder, profile, model in VALIDATIONS:
     archs, paired, reference = children(folder / "results.csv")
     fifths = pd.qcut(reference, 5, labels=False)
     for corrected in (False, True):
-        fit = fit_calibration(table, *calibration[:2], model=model, reference_ms=calibration[2] if corrected else None)
+        fit = fit_calibration(table, *calibration[:2], model=model, reference_ms=calibration[2] if corrected else None,
+                              repeats=False)
         table.meta["calibration"] = fit
         measured = table.measured_ms(paired / table.anchor_ms, reference)
         estimate = table.estimate(archs, mode="calibrated")
