@@ -31,7 +31,8 @@ def noise_rows() -> list[str]:
     rows = ["| run, machine state | children (timed twice) | on those: LUT vs 1st within ±5 % | 2nd vs 1st within ±5 % | "
             "one measurement's noise | LUT error, noise taken out (95 %) | of which bias | s / child |",
             "|---|---|---|---|---|---|---|---|"]
-    states = (("unsteady", RESULTS / "validation-noise"), ("quiet", RESULTS / "validation-noise" / "quiet-state"))
+    states = (("unsteady", RESULTS / "validation-noise"), ("quiet", RESULTS / "validation-noise" / "quiet-state"),
+              ("quiet, few-kind calibration", RESULTS / "validation-noise" / "few-kinds"))
     folders = [(state, folder) for state, root in states
                for folder in sorted(root.glob("correlate-*"), key=lambda p: (len(p.name), p.name))]
     for state, folder in folders:
@@ -39,7 +40,8 @@ def noise_rows() -> list[str]:
         repeat = report["repeat"]
         low, high = repeat["corrected_rms_interval_pct"]
         resolution, _, backend = folder.name.removeprefix("correlate-").partition("-")
-        rows.append(f"| {resolution} px, {backend or 'eager'}, {state} | {report['n']:,} ({repeat['pairs']:,}) | "
+        rescored = " (rescored)" if "rescored_from" in json.loads((folder / "run.json").read_text()) else ""
+        rows.append(f"| {resolution} px, {backend or 'eager'}, {state}{rescored} | {report['n']:,} ({repeat['pairs']:,}) | "
                     f"{100 * repeat['lut_same_children']['within_5pct']:.1f} % | "
                     f"{100 * repeat['repeat']['within_5pct']:.1f} % | {repeat['noise_pct']:.2f} % | "
                     f"{repeat['corrected_rms_pct']:.2f} % ({low:.2f}–{high:.2f} %) | {repeat['lut_bias_pct']:+.2f} % | "
@@ -72,9 +74,11 @@ def headline() -> str:
         *lut_rows(),
         "",
         *(["On the Intel machine, a tenth of the children timed a second time half a run later, so the LUT's misses "
-           "can be told from the machine's, in an unsteady state and a quiet one "
+           "can be told from the machine's, in an unsteady state and a quiet one, and with the default calibration "
+           "since the few-kind children (rescored: the quiet state's measurements scored by `instanas rescore`) "
            "([docs/results/validation-noise/](docs/results/validation-noise/), "
-           "[quiet-state/](docs/results/validation-noise/quiet-state/)):",
+           "[quiet-state/](docs/results/validation-noise/quiet-state/), "
+           "[few-kinds/](docs/results/validation-noise/few-kinds/)):",
            "",
            *noise_rows(),
            ""] if list((RESULTS / "validation-noise").glob("correlate-*/report.json")) else []),
