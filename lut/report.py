@@ -94,8 +94,8 @@ def rescore(run_dir: Path, table, out_dir: Path, mode: str) -> dict:
         raise InstaNASError(f"{run_dir}: not a finished correlate or calibrate run ({error})") from None
     if "paired_ms" not in every or "reference_ms" not in every:
         raise InstaNASError(f"{run_dir / 'results.csv'}: measured before paired timing; it cannot be rescored")
-    if out_dir.resolve() == run_dir.resolve():
-        raise InstaNASError(f"{out_dir}: rescoring writes a new run folder; give another --out than the measured run")
+    if out_dir.resolve() == run_dir.resolve() or _holds_measurements(out_dir):
+        raise InstaNASError(f"{out_dir}: holds measurements; rescoring writes a run folder of its own (another --out)")
     anchor = old["reference_ms"]["lut_anchor"]
     if old["resolution"] != table.resolution or not np.isclose(anchor, table.anchor_ms, rtol=1e-9, atol=0):
         raise InstaNASError(
@@ -112,6 +112,16 @@ def rescore(run_dir: Path, table, out_dir: Path, mode: str) -> dict:
         atomic_write(out_dir / "run.json", json.dumps(settings, indent=1) + "\n")
         atomic_write(out_dir / "results.csv", every.reindex(columns=RESULT_COLUMNS).to_csv(index=False))
         return write_report(table, out_dir, settings, mode, 0.0, old.get("speed_gate"))
+
+
+def _holds_measurements(folder: Path) -> bool:
+    """Whether ``folder`` holds a measured run (a rescored one may be written again)."""
+    if not (folder / "results.csv").exists():
+        return False
+    try:
+        return "rescored_from" not in json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return True
 
 
 def scatter_plot(results: pd.DataFrame, report: dict, path) -> None:

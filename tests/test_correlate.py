@@ -312,7 +312,7 @@ def test_rescore_scores_another_version_on_the_same_measurements(profiled, tmp_p
     assert "LUT vs measured at 32 px" in result.stdout
 
 
-def test_rescore_refuses_another_profile_an_unfinished_run_and_its_own_folder(profiled, tmp_path, cli):
+def test_rescore_refuses_another_profile_an_unfinished_run_and_a_measured_folder(profiled, tmp_path, cli):
     measured = tmp_path / "run"
     assert cli("correlate", *QUICK, "-n", "3", "--lut", str(profiled), "--out", str(measured)).returncode == 0
     payload = json.loads(profiled.read_text())
@@ -322,14 +322,22 @@ def test_rescore_refuses_another_profile_an_unfinished_run_and_its_own_folder(pr
     payload["content_hash"] = content_hash(payload)
     other = tmp_path / "other-profile.json"
     other.write_text(json.dumps(payload))
+    second = tmp_path / "second"
+    assert cli("correlate", *QUICK, "-n", "3", "--lut", str(profiled), "--out", str(second)).returncode == 0
+    kept = (second / "results.csv").read_bytes()
     cases = {"another profile than the one": (measured, other, tmp_path / "a"),
              "not a finished correlate": (tmp_path / "nothing", profiled, tmp_path / "b"),
-             "give another --out": (measured, profiled, measured)}
+             "holds measurements": (measured, profiled, measured),
+             "holds measurements; rescoring": (measured, profiled, second)}
     for message, (run, lut, out) in cases.items():
         refused = cli("rescore", str(run), "--lut", str(lut), "--out", str(out))
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
         assert refused.stderr.count("\n") == 1
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert (second / "results.csv").read_bytes() == kept, "another run's measurements are never overwritten"
+    again = tmp_path / "rescored"
+    for _ in range(2):  # a rescored folder may be written again
+        assert cli("rescore", str(measured), "--lut", str(profiled), "--out", str(again)).returncode == 0
 
 
 def test_calibrated_mode_needs_a_calibration(profiled, cli):
