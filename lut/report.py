@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from instanas.atomic import atomic_write, report_path
-from instanas.errors import InstaNASError
+from instanas.errors import ArchitectureError, InstaNASError
 from instanas.lock import FileLock
 from instanas.plots import png_figure
 from instanas.space import parse_architecture
@@ -90,19 +90,22 @@ def rescore(run_dir: Path, table, out_dir: Path, mode: str) -> dict:
         old = json.loads((run_dir / "report.json").read_text())
         settings = json.loads((run_dir / "run.json").read_text())
         every = pd.read_csv(run_dir / "results.csv")
-    except (OSError, ValueError) as error:
-        raise InstaNASError(f"{run_dir}: not a finished correlate or calibrate run ({error})") from None
+        anchor, resolution = float(old["reference_ms"]["lut_anchor"]), old["resolution"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InstaNASError(f"{run_dir}: not a finished correlate or calibrate run ({error!r})") from None
     if "paired_ms" not in every or "reference_ms" not in every:
         raise InstaNASError(f"{run_dir / 'results.csv'}: measured before paired timing; it cannot be rescored")
     if out_dir.resolve() == run_dir.resolve() or _holds_measurements(out_dir):
         raise InstaNASError(f"{out_dir}: holds measurements; rescoring writes a run folder of its own (another --out)")
-    anchor = old["reference_ms"]["lut_anchor"]
-    if old["resolution"] != table.resolution or not np.isclose(anchor, table.anchor_ms, rtol=1e-9, atol=0):
+    if resolution != table.resolution or not np.isclose(anchor, table.anchor_ms, rtol=1e-9, atol=0):
         raise InstaNASError(
-            f"{table.path}: another profile than the one {run_dir} was measured against ({old['resolution']} px, "
+            f"{table.path}: another profile than the one {run_dir} was measured against ({resolution} px, "
             f"reference {anchor:.4f} ms; this table {table.resolution} px, {table.anchor_ms:.4f} ms): rescore with a "
             f"version of that profile")
-    archs = np.stack([parse_architecture(text) for text in every["arch"]])
+    try:
+        archs = np.stack([parse_architecture(text) for text in every["arch"]])
+    except ArchitectureError as error:
+        raise InstaNASError(f"{run_dir / 'results.csv'}: {error}") from None
     every["measured_ms"] = table.measured_ms(every["paired_ms"] / anchor, every["reference_ms"])
     every["estimate_ms"] = table.estimate(archs, mode=mode)
     settings = settings | {"mode": mode, "lut": report_path(table.path), "lut_hash": table.content_hash,

@@ -325,7 +325,17 @@ def test_rescore_refuses_another_profile_an_unfinished_run_and_a_measured_folder
     second = tmp_path / "second"
     assert cli("correlate", *QUICK, "-n", "3", "--lut", str(profiled), "--out", str(second)).returncode == 0
     kept = (second / "results.csv").read_bytes()
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(measured, corrupt)
+    (corrupt / "report.json").write_text("{}")
+    bad_arch = tmp_path / "bad-arch"
+    shutil.copytree(measured, bad_arch)
+    rows = pd.read_csv(bad_arch / "results.csv")
+    rows.loc[0, "arch"] = "11111"
+    rows.to_csv(bad_arch / "results.csv", index=False)
     cases = {"another profile than the one": (measured, other, tmp_path / "a"),
+             "not a finished correlate or calibrate run (KeyError": (corrupt, profiled, tmp_path / "c"),
+             "bad-arch/results.csv: ": (bad_arch, profiled, tmp_path / "d"),
              "not a finished correlate": (tmp_path / "nothing", profiled, tmp_path / "b"),
              "holds measurements": (measured, profiled, measured),
              "holds measurements; rescoring": (measured, profiled, second)}
@@ -333,7 +343,7 @@ def test_rescore_refuses_another_profile_an_unfinished_run_and_a_measured_folder
         refused = cli("rescore", str(run), "--lut", str(lut), "--out", str(out))
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
         assert refused.stderr.count("\n") == 1
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    assert not any((tmp_path / name).exists() for name in "abcd"), "nothing written on refusal"
     assert (second / "results.csv").read_bytes() == kept, "another run's measurements are never overwritten"
     again = tmp_path / "rescored"
     for _ in range(2):  # a rescored folder may be written again
