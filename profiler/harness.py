@@ -9,6 +9,12 @@ from dataclasses import asdict, dataclass
 # docs/results/xeon/), so passes that far apart are independent measurements.
 PASS_SPACING = 64
 
+# An exported child owns a copy of its weights, where eager children share the meta-graph's: four dense 32 px children
+# timed in turn hold four copies (~30 MB each) and measured 12–15 % slower, erratically, in ONNX Runtime and OpenVINO;
+# eager children were unaffected (docs/results/validation-noise/grouping/). The runtimes time one child per reference
+# block, warmed and timed as the table's entries are.
+RUNTIME_DEFAULTS = {"group": 1, "warmup_calls": 3, "min_runs": 7, "min_run_time": 0.1}
+
 
 @dataclass(frozen=True)
 class Harness:
@@ -35,3 +41,16 @@ class Harness:
 
     def settings(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_backend(cls, backend: str, **given) -> Harness:
+        """The harness ``backend`` times children with by default, with the ``given`` settings that are not None."""
+        defaults = {} if backend == "eager" else RUNTIME_DEFAULTS
+        return cls(**(defaults | {name: value for name, value in given.items() if value is not None}))
+
+    @staticmethod
+    def default_text(name: str) -> str:
+        """A setting's defaults as help text: eager's, and the runtimes' where they differ."""
+        eager = getattr(Harness(), name)
+        runtime = RUNTIME_DEFAULTS.get(name, eager)
+        return f"{eager:g}" if runtime == eager else f"{eager:g} eager, {runtime:g} onnxruntime/openvino"

@@ -15,6 +15,7 @@ from instanas.space import format_architecture, mobilenetv2_architecture, smalle
 from lut.store import load_table
 from profiler.backends import OnnxRuntimeNetwork, compile_network, seeded_child
 from profiler.fingerprint import fingerprint_id, machine_fingerprint
+from profiler.harness import RUNTIME_DEFAULTS, Harness
 from profiler.reference import reference_timer
 
 
@@ -176,3 +177,22 @@ def test_an_unknown_backend_is_one_line(cli):
     result = cli("estimate", "-r", "32", "-a", format_architecture(smallest_architecture()), "--backend", "tvm")
     assert result.returncode == 2 and result.stderr.strip() == \
         "error: --backend 'tvm': use one of eager, onnxruntime, openvino"
+
+
+@needs_onnxruntime
+def test_a_runtime_times_children_one_per_reference_block_by_default(onnxruntime_table, tmp_path, cli):
+    """Exported children own their weights, so a group of dense ones evicts each other's from the cache (eager children
+    share the meta-graph's): correlate and calibrate time a runtime's children one per reference block, warmed as the
+    entries are, unless told otherwise; eager keeps its grouped harness."""
+    assert Harness.for_backend("eager") == Harness()
+    assert Harness.for_backend("openvino", group=None, min_runs=9) == Harness(**RUNTIME_DEFAULTS | {"min_runs": 9})
+    runs = {}
+    for name, options in (("default", []), ("grouped", ["--group", "2", "--warmup-calls", "1"])):
+        out = tmp_path / name
+        result = cli("correlate", "-r", "32", "-n", "3", "--lut", str(onnxruntime_table), "--backend", "onnxruntime",
+                     "--min-time", "0.02", "--repeat", "0", "--out", str(out), *options)
+        assert result.returncode == 0, result.stderr
+        runs[name] = json.loads((out / "run.json").read_text())
+    assert (runs["default"]["group"], runs["default"]["warmup_calls"], runs["default"]["min_runs"]) == (1, 3, 7)
+    assert (runs["grouped"]["group"], runs["grouped"]["warmup_calls"]) == (2, 1)
+    assert runs["default"]["min_run_time"] == runs["grouped"]["min_run_time"] == 0.02

@@ -47,7 +47,7 @@ WaitForSpeed = Annotated[
 Backend = Annotated[
     str,
     typer.Option("--backend", help="Where networks run when timed, and whose LUT is used: eager (PyTorch), onnxruntime "
-                 "(extra [onnx]) or openvino (extra [openvino]); each backend has its own tables."),
+                 "(the onnx extra) or openvino (the openvino extra); each backend has its own tables."),
 ]
 TensorBoard = Annotated[
     bool, typer.Option("--tensorboard/--no-tensorboard", help="Also write every epoch's metrics as TensorBoard scalars in <run>/tb/<stage>/.")
@@ -97,12 +97,19 @@ def show_waiting(progress, bar, whose: str, anchor_ms: float, wait_minutes: floa
 
 
 DEFAULT_HARNESS = Harness()
-ChildMinTime = Annotated[float, typer.Option("--min-time", min=0.01, help="Seconds of timing per child.")]
-Group = Annotated[
-    int, typer.Option("--group", min=1, help="Children timed per reference block (1: a reference block per child).")
-]
-WarmupCalls = Annotated[int, typer.Option("--warmup-calls", min=1, help="Untimed calls of each child first.")]
-MinRuns = Annotated[int, typer.Option("--min-runs", min=3, help="Timed blocks per child, at least.")]
+
+
+def _harness_option(flag: str, kind: type, minimum: float, text: str, setting: str):
+    """An option of how children are timed whose default depends on the backend (None: that default)."""
+    return Annotated[kind | None, typer.Option(flag, min=minimum, show_default=False,
+                                               help=f"{text} (default: {Harness.default_text(setting)})")]
+
+
+ChildMinTime = _harness_option("--min-time", float, 0.01, "Seconds of timing per child.", "min_run_time")
+Group = _harness_option("--group", int, 1, "Children timed per reference block (1: a reference block per child).",
+                        "group")
+WarmupCalls = _harness_option("--warmup-calls", int, 1, "Untimed calls of each child first.", "warmup_calls")
+MinRuns = _harness_option("--min-runs", int, 3, "Timed blocks per child, at least.", "min_runs")
 Passes = Annotated[
     int,
     typer.Option("--passes", min=1, help="Measurements of each child, seconds apart in other groups (their geometric "

@@ -178,10 +178,10 @@ def correlate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the sampled architectures.")] = 0,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default runs/correlate-R-<time>).")] = None,
     threads: Threads = None,
-    min_time: ChildMinTime = DEFAULT_HARNESS.min_run_time,
-    group: Group = DEFAULT_HARNESS.group,
-    warmup_calls: WarmupCalls = DEFAULT_HARNESS.warmup_calls,
-    min_runs: MinRuns = DEFAULT_HARNESS.min_runs,
+    min_time: ChildMinTime = None,
+    group: Group = None,
+    warmup_calls: WarmupCalls = None,
+    min_runs: MinRuns = None,
     passes: Passes = DEFAULT_HARNESS.passes,
     repeat: Repeat = DEFAULT_HARNESS.repeat,
     processes: Processes = DEFAULT_HARNESS.processes,
@@ -203,8 +203,8 @@ def correlate(
     children = Children.from_file(archs) if archs is not None else Children.sampled(n or 10_000, seed)
     table = _paired_table(resolution, lut, threads, None, allow_foreign_lut, backend)
     out_dir = run_folder(out, f"correlate-{resolution}", resume)
-    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes,
-                      repeat=repeat, processes=processes)
+    harness = Harness.for_backend(backend, min_run_time=min_time, group=group, warmup_calls=warmup_calls,
+                                  min_runs=min_runs, passes=passes, repeat=repeat, processes=processes)
     report = _measure_children(table, out_dir, f"correlate {resolution} px", children, harness,
                                mode=mode or table.default_mode, resume=resume, wait_for_speed=wait_for_speed)
     print_agreement(report)
@@ -241,10 +241,10 @@ def calibrate(
         Path | None, typer.Option("--store", help="LUT store to add the calibrated version to (default as profile).")
     ] = None,
     threads: Threads = None,
-    min_time: ChildMinTime = DEFAULT_HARNESS.min_run_time,
-    group: Group = DEFAULT_HARNESS.group,
-    warmup_calls: WarmupCalls = DEFAULT_HARNESS.warmup_calls,
-    min_runs: MinRuns = DEFAULT_HARNESS.min_runs,
+    min_time: ChildMinTime = None,
+    group: Group = None,
+    warmup_calls: WarmupCalls = None,
+    min_runs: MinRuns = None,
     passes: Passes = DEFAULT_HARNESS.passes,
     repeat: Repeat = DEFAULT_HARNESS.repeat,
     processes: Processes = DEFAULT_HARNESS.processes,
@@ -301,8 +301,8 @@ def calibrate(
     store = store or default_store()
     table = resolve_table(resolution, path=lut, store=store, threads=threads, allow_foreign=False, backend=backend)
     out_dir = run_folder(out, f"calibrate-{resolution}", resume)
-    harness = Harness(min_run_time=min_time, group=group, warmup_calls=warmup_calls, min_runs=min_runs, passes=passes,
-                      repeat=repeat, processes=processes)
+    harness = Harness.for_backend(backend, min_run_time=min_time, group=group, warmup_calls=warmup_calls,
+                                  min_runs=min_runs, passes=passes, repeat=repeat, processes=processes)
     children = Children.sampled(n, seed + CALIBRATION_STREAM, few_kinds)
     report = _measure_children(table, out_dir, f"calibrate {resolution} px", children, harness, mode="plain",
                                resume=resume, wait_for_speed=wait_for_speed)
