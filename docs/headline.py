@@ -32,7 +32,9 @@ def noise_rows() -> list[str]:
             "one measurement's noise | LUT error, noise taken out (95 %) | of which bias | s / child |",
             "|---|---|---|---|---|---|---|---|"]
     states = (("unsteady", RESULTS / "validation-noise"), ("quiet", RESULTS / "validation-noise" / "quiet-state"),
-              ("quiet, few-kind calibration", RESULTS / "validation-noise" / "few-kinds"))
+              ("quiet, few-kind calibration", RESULTS / "validation-noise" / "few-kinds"),
+              ("default calibration, same day", RESULTS / "validation-noise" / "measured-defaults"),
+              ("one child per reference block", RESULTS / "validation-noise" / "runtimes"))
     folders = [(state, folder) for state, root in states
                for folder in sorted(root.glob("correlate-*"), key=lambda p: (len(p.name), p.name))]
     for state, folder in folders:
@@ -75,10 +77,14 @@ def headline() -> str:
         "",
         *(["On the Intel machine, a tenth of the children timed a second time half a run later, so the LUT's misses "
            "can be told from the machine's, in an unsteady state and a quiet one, and with the default calibration "
-           "since the few-kind children (rescored: the quiet state's measurements scored by `instanas rescore`) "
+           "since the few-kind children (rescored: the quiet state's measurements scored by `instanas rescore`; "
+           "measured: profiled, calibrated and validated the same day), and the runtimes timed one child per "
+           "reference block, their default since 9ddf5fb "
            "([docs/results/validation-noise/](docs/results/validation-noise/), "
            "[quiet-state/](docs/results/validation-noise/quiet-state/), "
-           "[few-kinds/](docs/results/validation-noise/few-kinds/)):",
+           "[few-kinds/](docs/results/validation-noise/few-kinds/), "
+           "[measured-defaults/](docs/results/validation-noise/measured-defaults/), "
+           "[runtimes/](docs/results/validation-noise/runtimes/)):",
            "",
            *noise_rows(),
            ""] if list((RESULTS / "validation-noise").glob("correlate-*/report.json")) else []),

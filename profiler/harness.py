@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 PASS_SPACING = 64
 
 # An exported child owns a copy of its weights, where eager children share the meta-graph's: four dense 32 px children
-# timed in turn hold four copies (~30 MB each) and measured 12–15 % slower, erratically, in ONNX Runtime and OpenVINO;
+# timed in turn hold four copies (~30 MB each) and measured 12–14 % slower in ONNX Runtime and OpenVINO;
 # eager children were unaffected (docs/results/validation-noise/grouping/). The runtimes time one child per reference
 # block, warmed and timed as the table's entries are.
 RUNTIME_DEFAULTS = {"group": 1, "warmup_calls": 3, "min_runs": 7, "min_run_time": 0.1}
@@ -20,9 +20,10 @@ RUNTIME_DEFAULTS = {"group": 1, "warmup_calls": 3, "min_runs": 7, "min_run_time"
 class Harness:
     """How children are timed. ``group`` children share each reference block (1: a reference block beside every
     child block, as the LUT's entries are profiled); each child gets ``warmup_calls`` warm-up calls and at least
-    ``min_runs`` timed blocks and ``min_run_time`` seconds, in each of ``passes`` measurements. The defaults cost
-    0.10 s per child at 32 px against 0.17 s for the profile's pairing (``--group 1 --warmup-calls 3 --min-runs 7
-    --min-time 0.1``) at the agreement that pairing gives twice (``docs/results/correlate-harness/``)."""
+    ``min_runs`` timed blocks and ``min_run_time`` seconds, in each of ``passes`` measurements. The defaults (eager's)
+    cost 0.10 s per child at 32 px against 0.17 s for the profile's pairing (``--group 1 --warmup-calls 3 --min-runs 7
+    --min-time 0.1``) at the agreement that pairing gives twice (``docs/results/correlate-harness/``); the runtimes
+    time with the profile's pairing (:meth:`for_backend`, ``RUNTIME_DEFAULTS``)."""
 
     min_run_time: float = 0.05
     group: int = 4

@@ -59,15 +59,15 @@ def summary() -> str:
         rows = pd.read_csv(path)
         rows["log"] = 100 * np.log(rows.ratio)
         baseline = rows[rows.harness == BASELINE].groupby("child").log.median()
-        rows["level"] = rows.log - rows.child.map(baseline)
+        rows["shift"] = rows.log - rows.child.map(baseline)
         for name in HARNESSES:
             mine = rows[rows.harness == name]
             cells = []
-            for measure_ in ("level", "spread"):
+            for measure_ in ("shift", "spread"):
                 for dense in (True, False):
                     part = mine[mine.dense == dense]
-                    if measure_ == "level":
-                        cells.append(f"{part.groupby('child').level.median().median():+.1f}")
+                    if measure_ == "shift":
+                        cells.append(f"{part.groupby('child')['shift'].median().median():+.1f}")
                     else:
                         cells.append(f"{np.sqrt((part.groupby('child').log.std() ** 2).mean()):.1f}")
             lines.append(f"| {path.stem[5:]} | {name} | " + " | ".join(cells) + " |")
