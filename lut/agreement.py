@@ -15,6 +15,7 @@ from scipy import stats
 from profiler.speed_gate import at_speed
 
 REPEAT_STREAM = 7_919  # seeds the choice of the children timed twice
+STALE_CHANGE_PCT = 1.0  # an error that moves this much across module counts calls for a new calibration
 
 
 def repeated_children(n: int, share: float) -> np.ndarray:
@@ -134,6 +135,37 @@ def by_module_count(archs: np.ndarray, estimate: np.ndarray, measured: np.ndarra
             row["repeat"] = errors(second[repeated], measured[repeated])
         rows.append(row)
     return rows
+
+
+def module_count_trend(archs: np.ndarray, estimate: np.ndarray, measured: np.ndarray) -> dict | None:
+    """How the table's error moves with the module count: the least-squares line of ``log(estimate / measured)``
+    on the count, given as its change (in %, 95 % interval) from the 10th to the 90th percentile of the counts —
+    the middles of the sparsest and the densest fifth.
+
+    A calibration fits the costs of modules and cells, so a fresh one leaves no such line; a table calibrated while
+    the machine ran in another state does: dense exported networks gain or lose more from a change of state than
+    the reference network that pairing divides by (``docs/results/validation-noise/stale-table/``). None below three
+    distinct counts."""
+    counts = module_counts(archs)
+    if len(np.unique(counts)) < 3:
+        return None
+    error = 100 * np.log(np.asarray(estimate, dtype=float) / np.asarray(measured, dtype=float))
+    fit = stats.linregress(counts, error)
+    sparse, dense = np.percentile(counts, [10, 90])
+    margin = stats.t.ppf(0.975, len(counts) - 2) * fit.stderr
+    return {"from_modules": float(sparse), "to_modules": float(dense),
+            "change_pct": float(fit.slope * (dense - sparse)),
+            "change_interval_pct": [float((fit.slope - margin) * (dense - sparse)),
+                                    float((fit.slope + margin) * (dense - sparse))]}
+
+
+def stale_calibration(trend: dict | None, limit_pct: float = STALE_CHANGE_PCT) -> bool:
+    """Whether the error's change across module counts is surely beyond ``limit_pct`` (its interval outside
+    ±limit): the table no longer fits the machine's state, and a new calibration is due."""
+    if not trend:
+        return False
+    low, high = trend["change_interval_pct"]
+    return low > limit_pct or high < -limit_pct
 
 
 def agreement(estimate: np.ndarray, measured: np.ndarray) -> dict:

@@ -21,6 +21,7 @@ from lut.agreement import (
     at_table_speed,
     by_module_count,
     first_passes,
+    module_count_trend,
     repeat_report,
     repeated_pairs,
 )
@@ -49,7 +50,8 @@ def write_report(table, out_dir: Path, settings: dict, mode: str, wall_s: float,
         "paired": agreement(estimates[mode], frame["paired_ms"]),
         "speed_exponent": table.speed_exponent,
         "remeasured": int((frame["attempts"] > 1).sum()),
-        "lut": {"path": report_path(table.path), "version": table.version, "content_hash": table.content_hash},
+        "lut": {"path": report_path(table.path), "version": table.version, "content_hash": table.content_hash,
+                "backend": table.backend},
         "fingerprint": table.meta["fingerprint"],
         "settings": settings,
         "measure_wall_s_this_session": wall_s,
@@ -65,6 +67,7 @@ def write_report(table, out_dir: Path, settings: dict, mode: str, wall_s: float,
     report["repeat"] = repeat_report(estimates[mode], frame["measured_ms"], pairs)
     second = frame[["index"]].merge(pairs, on="index", how="left")["second_ms"].to_numpy(dtype=float)
     report["by_module_count"] = by_module_count(archs, estimates[mode], frame["measured_ms"], second)
+    report["module_count_trend"] = module_count_trend(archs, estimates[mode], frame["measured_ms"])
     report["speed_gate"] = gate_report
     if "archs" in settings:  # chosen architectures: each one's own figures
         report["children"] = [

@@ -33,9 +33,11 @@ from lut.agreement import (
     by_module_count,
     first_passes,
     measurement_plan,
+    module_count_trend,
     noise_corrected_error,
     process_parts,
     repeated_children,
+    stale_calibration,
 )
 from lut.store import load_table, save_calibrated
 from lut.table import calibration_terms, fit_calibration
@@ -674,3 +676,48 @@ def test_agreement_by_module_count_fifths():
     assert len(parts) == 5 and sum(part["n"] for part in parts) == 500
     assert parts[0]["within_5pct"] < 0.5 and all(part["within_5pct"] == 1 for part in parts[1:])
     assert int(parts[0]["modules"].split("–")[0]) == counts.min()
+
+
+def test_module_count_trend_tells_a_table_that_errs_with_density_from_a_whole_run_offset():
+    """Synthetic children measured with 2 % noise: a table whose error grows by 3 % from the sparsest fifth's middle
+    to the densest's (a calibration of another state of the machine) is found, within its interval, and called
+    stale; a level table and one off by 3 % for every child alike (a run at another speed) are not."""
+    archs, _ = correlation_sample(2000, seed=1)
+    counts = archs.sum(axis=(1, 2))
+    truth = 1 + 0.05 * counts
+    measured = truth * np.exp(np.random.default_rng(0).normal(0, 0.02, counts.size))
+    sparse, dense = np.percentile(counts, [10, 90])
+    tilted = module_count_trend(archs, truth * np.exp(0.03 * (counts - sparse) / (dense - sparse)), measured)
+    low, high = tilted["change_interval_pct"]
+    assert low < tilted["change_pct"] < high and low < 3 < high and high - low < 1
+    assert (tilted["from_modules"], tilted["to_modules"]) == (sparse, dense) and stale_calibration(tilted)
+    for level in (truth, truth * 1.03):
+        trend = module_count_trend(archs, level, measured)
+        assert trend["change_interval_pct"][0] < 0 < trend["change_interval_pct"][1] and not stale_calibration(trend)
+    assert not stale_calibration(tilted, limit_pct=4) and not stale_calibration(None)
+    assert module_count_trend(archs[:2], truth[:2], measured[:2]) is None
+
+
+def test_correlate_prints_the_trend_and_advises_a_new_calibration_only_beyond_it(profiled, tmp_path, cli):
+    """A real run's report carries the trend and prints it; the advice to calibrate again (with the command, the
+    table's backend named when it is not eager) comes only with a trend surely beyond ±1 %."""
+    from instanas.cli.agreement import print_trend
+    from instanas.cli.options import console
+
+    out = tmp_path / "run"
+    result = cli("correlate", *QUICK, "-n", "12", "--lut", str(profiled), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["lut"]["backend"] == "eager" and "change_interval_pct" in report["module_count_trend"]
+    assert "modules (the outer fifths' middles)" in " ".join(result.stdout.split())
+
+    def printed(change: list[float], backend: str) -> str:
+        trend = report["module_count_trend"] | {"change_pct": sum(change) / 2, "change_interval_pct": change}
+        with console.capture() as capture:
+            print_trend(report | {"module_count_trend": trend, "lut": report["lut"] | {"backend": backend}})
+        return " ".join(capture.get().split())
+
+    assert "calibrate it again" not in printed([0.4, 1.6], "eager"), "not surely beyond 1 %"
+    advice = printed([2.0, 3.0], "onnxruntime")
+    assert f"instanas calibrate -r 32 --lut {report['lut']['path']} --backend onnxruntime" in advice
+    assert "--backend" not in printed([-3.0, -2.0], "eager") and "calibrate it again" in printed([-3.0, -2.0], "eager")

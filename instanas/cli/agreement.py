@@ -82,3 +82,21 @@ def print_noise(report: dict) -> None:
             table.add_row(part["modules"], str(part["n"]), f"{100 * part['within_5pct']:.1f} %",
                           f"{100 * part['within_10pct']:.1f} %", f"{part['bias_pct']:+.2f} %", repeat)
         console.print(table)
+    print_trend(report)
+
+
+def print_trend(report: dict) -> None:
+    """The error's change across module counts; beyond ±1 % for sure, the advice to calibrate again."""
+    from lut.agreement import STALE_CHANGE_PCT, stale_calibration
+
+    if not (trend := report.get("module_count_trend")):
+        return
+    low, high = trend["change_interval_pct"]
+    console.print(f"the LUT's error from {trend['from_modules']:.0f} to {trend['to_modules']:.0f} modules (the outer "
+                  f"fifths' middles): "
+                  f"{trend['change_pct']:+.2f} % (95 %: {low:+.2f} to {high:+.2f} %)")
+    if stale_calibration(trend):
+        backend = report["lut"].get("backend", "eager")
+        console.print(f"  beyond ±{STALE_CHANGE_PCT:g} %, as a table calibrated in another state of the machine "
+                      f"errs; calibrate it again: instanas calibrate -r {report['resolution']} --lut "
+                      f"{report['lut']['path']}" + ("" if backend == "eager" else f" --backend {backend}"), markup=False)
