@@ -25,25 +25,32 @@ def lut_rows() -> list[str]:
     return rows
 
 
+NOISE = RESULTS / "validation-noise"
+# the default pipeline's validations (profile, calibrate with the few-kind children, correlate; the runtimes one child
+# per reference block), each timed with a tenth of its children twice; the earlier states' are in NOISE's README
+DEFAULT_PIPELINE = (
+    ("32 px, eager", NOISE / "few-kinds" / "correlate-32"),
+    ("64 px, eager", NOISE / "measured-defaults" / "correlate-64"),
+    ("224 px, eager", NOISE / "measured-defaults" / "correlate-224"),
+    ("32 px, openvino", NOISE / "runtimes" / "correlate-32-openvino"),
+    ("32 px, onnxruntime", NOISE / "runtimes" / "correlate-32-onnxruntime"),
+    ("32 px, onnxruntime, the same table hours later", NOISE / "stale-table" / "correlate-32-onnxruntime-v2-later"),
+    ("32 px, onnxruntime, calibrated again", NOISE / "stale-table" / "correlate-32-onnxruntime-v3"),
+    ("32 px, openvino, calibrated again", NOISE / "stale-table" / "correlate-32-openvino-v3"),
+)
+
+
 def noise_rows() -> list[str]:
     """The validations that time a tenth of their children twice: the LUT against one measurement beside a second
     measurement against the first, and the LUT's error with the measurement's noise taken out."""
-    rows = ["| run, machine state | children (timed twice) | on those: LUT vs 1st within ±5 % | 2nd vs 1st within ±5 % | "
+    rows = ["| run | children (timed twice) | on those: LUT vs 1st within ±5 % | 2nd vs 1st within ±5 % | "
             "one measurement's noise | LUT error, noise taken out (95 %) | of which bias | s / child |",
             "|---|---|---|---|---|---|---|---|"]
-    states = (("unsteady", RESULTS / "validation-noise"), ("quiet", RESULTS / "validation-noise" / "quiet-state"),
-              ("quiet, few-kind calibration", RESULTS / "validation-noise" / "few-kinds"),
-              ("default calibration, same day", RESULTS / "validation-noise" / "measured-defaults"),
-              ("one child per reference block", RESULTS / "validation-noise" / "runtimes"))
-    folders = [(state, folder) for state, root in states
-               for folder in sorted(root.glob("correlate-*"), key=lambda p: (len(p.name), p.name))]
-    for state, folder in folders:
+    for name, folder in DEFAULT_PIPELINE:
         report = json.loads((folder / "report.json").read_text())
         repeat = report["repeat"]
         low, high = repeat["corrected_rms_interval_pct"]
-        resolution, _, backend = folder.name.removeprefix("correlate-").partition("-")
-        rescored = " (rescored)" if "rescored_from" in json.loads((folder / "run.json").read_text()) else ""
-        rows.append(f"| {resolution} px, {backend or 'eager'}, {state}{rescored} | {report['n']:,} ({repeat['pairs']:,}) | "
+        rows.append(f"| {name} | {report['n']:,} ({repeat['pairs']:,}) | "
                     f"{100 * repeat['lut_same_children']['within_5pct']:.1f} % | "
                     f"{100 * repeat['repeat']['within_5pct']:.1f} % | {repeat['noise_pct']:.2f} % | "
                     f"{repeat['corrected_rms_pct']:.2f} % ({low:.2f}–{high:.2f} %) | {repeat['lut_bias_pct']:+.2f} % | "
@@ -75,19 +82,13 @@ def headline() -> str:
         "",
         *lut_rows(),
         "",
-        *(["On the Intel machine, a tenth of the children timed a second time half a run later, so the LUT's misses "
-           "can be told from the machine's, in an unsteady state and a quiet one, and with the default calibration "
-           "since the few-kind children (rescored: the quiet state's measurements scored by `instanas rescore`; "
-           "measured: profiled, calibrated and validated the same day), and the runtimes timed one child per "
-           "reference block, their default since 9ddf5fb "
-           "([docs/results/validation-noise/](docs/results/validation-noise/), "
-           "[quiet-state/](docs/results/validation-noise/quiet-state/), "
-           "[few-kinds/](docs/results/validation-noise/few-kinds/), "
-           "[measured-defaults/](docs/results/validation-noise/measured-defaults/), "
-           "[runtimes/](docs/results/validation-noise/runtimes/)):",
-           "",
-           *noise_rows(),
-           ""] if list((RESULTS / "validation-noise").glob("correlate-*/report.json")) else []),
+        "The LUT against the machine's own noise, Intel machine, the default pipeline: a tenth of the children timed "
+        "a second time half a run later, so the LUT's misses can be told from the machine's; a calibrated table "
+        "holds for the machine's state it was calibrated in ([docs/results/validation-noise/]"
+        "(docs/results/validation-noise/): earlier states, and each run below):",
+        "",
+        *noise_rows(),
+        "",
         "Digits, 32 px, every method trained by the committed code at one budget "
         "([docs/results/compare-digits/](docs/results/compare-digits/)):",
         "",
