@@ -700,7 +700,7 @@ def test_module_count_trend_tells_a_table_that_errs_with_density_from_a_whole_ru
 
 def test_correlate_prints_the_trend_and_advises_a_new_calibration_only_beyond_it(profiled, tmp_path, cli):
     """A real run's report carries the trend and prints it; the advice to calibrate again (with the command, the
-    table's backend named when it is not eager) comes only with a trend surely beyond ±1 %."""
+    table's backend named when it is not eager) comes only with a calibrated table's trend surely beyond ±1 %."""
     from instanas.cli.agreement import print_trend
     from instanas.cli.options import console
 
@@ -711,13 +711,15 @@ def test_correlate_prints_the_trend_and_advises_a_new_calibration_only_beyond_it
     assert report["lut"]["backend"] == "eager" and "change_interval_pct" in report["module_count_trend"]
     assert "modules (the outer fifths' middles)" in " ".join(result.stdout.split())
 
-    def printed(change: list[float], backend: str) -> str:
+    def printed(change: list[float], backend: str, mode: str = "calibrated") -> str:
         trend = report["module_count_trend"] | {"change_pct": sum(change) / 2, "change_interval_pct": change}
         with console.capture() as capture:
-            print_trend(report | {"module_count_trend": trend, "lut": report["lut"] | {"backend": backend}})
+            print_trend(report | {"module_count_trend": trend, "lut": report["lut"] | {"backend": backend},
+                                  "mode": mode})
         return " ".join(capture.get().split())
 
     assert "calibrate it again" not in printed([0.4, 1.6], "eager"), "not surely beyond 1 %"
     advice = printed([2.0, 3.0], "onnxruntime")
     assert f"instanas calibrate -r 32 --lut {report['lut']['path']} --backend onnxruntime" in advice
     assert "--backend" not in printed([-3.0, -2.0], "eager") and "calibrate it again" in printed([-3.0, -2.0], "eager")
+    assert "calibrate it again" not in printed([2.0, 3.0], "eager", mode="plain"), "the plain sum is not stale"

@@ -79,7 +79,8 @@ def trend_rows(root: Path) -> list[str]:
     tilts it; reports written before the field get it from their ``results.csv``."""
     rows = ["| run | error from the sparsest to the densest fifth's middle (95 %) | calibrate again? |", "|---|---|---|"]
     for folder in folders(root, "correlate-*"):
-        trend = json.loads((folder / "report.json").read_text()).get("module_count_trend")
+        report = json.loads((folder / "report.json").read_text())
+        trend = report.get("module_count_trend")
         if trend is None and (folder / "results.csv").exists():  # few-kinds/ commits some reports alone
             results = first_passes(pd.read_csv(folder / "results.csv"))
             archs = np.stack([parse_architecture(text) for text in results["arch"]])
@@ -88,7 +89,7 @@ def trend_rows(root: Path) -> list[str]:
             low, high = trend["change_interval_pct"]
             rows.append(f"| {folder.name} | {trend['from_modules']:.0f} → {trend['to_modules']:.0f} modules: "
                         f"{trend['change_pct']:+.2f} % ({low:+.2f} to {high:+.2f} %) | "
-                        f"{'yes' if stale_calibration(trend) else 'no'} |")
+                        f"{'yes' if report['mode'] == 'calibrated' and stale_calibration(trend) else 'no'} |")
     return rows
 
 
