@@ -30,13 +30,14 @@ NOISE = RESULTS / "validation-noise"
 # per reference block), each timed with a tenth of its children twice; the earlier states' are in NOISE's README
 DEFAULT_PIPELINE = (
     ("32 px, eager", NOISE / "few-kinds" / "correlate-32"),
+    ("32 px, eager, the same table hours later", NOISE / "stale-table" / "correlate-32-eager-later"),
     ("64 px, eager", NOISE / "measured-defaults" / "correlate-64"),
     ("224 px, eager", NOISE / "measured-defaults" / "correlate-224"),
     ("32 px, openvino", NOISE / "runtimes" / "correlate-32-openvino"),
+    ("32 px, openvino, calibrated again hours later", NOISE / "stale-table" / "correlate-32-openvino-v3"),
     ("32 px, onnxruntime", NOISE / "runtimes" / "correlate-32-onnxruntime"),
     ("32 px, onnxruntime, the same table hours later", NOISE / "stale-table" / "correlate-32-onnxruntime-v2-later"),
     ("32 px, onnxruntime, calibrated again", NOISE / "stale-table" / "correlate-32-onnxruntime-v3"),
-    ("32 px, openvino, calibrated again", NOISE / "stale-table" / "correlate-32-openvino-v3"),
 )
 
 
