@@ -159,10 +159,11 @@ def module_count_trend(archs: np.ndarray, estimate: np.ndarray, measured: np.nda
                                     float((fit.slope + margin) * (dense - sparse))]}
 
 
-def stale_calibration(trend: dict | None, limit_pct: float = STALE_CHANGE_PCT) -> bool:
-    """Whether the error's change across module counts is surely beyond ``limit_pct`` (its interval outside
-    ±limit): the table no longer fits the machine's state, and a new calibration is due."""
-    if not trend:
+def stale_calibration(trend: dict | None, mode: str = "calibrated", limit_pct: float = STALE_CHANGE_PCT) -> bool:
+    """Whether a run's estimates in ``mode`` came from a calibration that no longer fits the machine's state: the
+    error's change across module counts surely beyond ``limit_pct`` (its interval outside ±limit). A plain sum
+    tilts anyway (what calibration is for), so only ``calibrated`` estimates are called stale."""
+    if not trend or mode != "calibrated":
         return False
     low, high = trend["change_interval_pct"]
     return low > limit_pct or high < -limit_pct

@@ -86,8 +86,7 @@ def print_noise(report: dict) -> None:
 
 
 def print_trend(report: dict) -> None:
-    """The error's change across module counts; for a calibrated table surely beyond ±1 %, the advice to calibrate
-    it again (a plain sum tilts anyway: what calibration is for)."""
+    """The error's change across module counts; for a stale calibration, the advice to calibrate it again."""
     from lut.agreement import STALE_CHANGE_PCT, stale_calibration
 
     if not (trend := report.get("module_count_trend")):
@@ -96,7 +95,7 @@ def print_trend(report: dict) -> None:
     console.print(f"the LUT's error from {trend['from_modules']:.0f} to {trend['to_modules']:.0f} modules (the outer "
                   f"fifths' middles): "
                   f"{trend['change_pct']:+.2f} % (95 %: {low:+.2f} to {high:+.2f} %)")
-    if report["mode"] == "calibrated" and stale_calibration(trend):
+    if stale_calibration(trend, report["mode"]):
         backend = report["lut"].get("backend", "eager")
         console.print(f"  beyond ±{STALE_CHANGE_PCT:g} %, as a table calibrated in another state of the machine "
                       f"errs; calibrate it again: instanas calibrate -r {report['resolution']} --lut "

@@ -89,7 +89,7 @@ def trend_rows(root: Path) -> list[str]:
             low, high = trend["change_interval_pct"]
             rows.append(f"| {folder.name} | {trend['from_modules']:.0f} → {trend['to_modules']:.0f} modules: "
                         f"{trend['change_pct']:+.2f} % ({low:+.2f} to {high:+.2f} %) | "
-                        f"{'yes' if report['mode'] == 'calibrated' and stale_calibration(trend) else 'no'} |")
+                        f"{'yes' if stale_calibration(trend, report['mode']) else 'no'} |")
     return rows
 
 

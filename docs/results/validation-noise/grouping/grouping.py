@@ -62,14 +62,9 @@ def summary() -> str:
         rows["shift"] = rows.log - rows.child.map(baseline)
         for name in HARNESSES:
             mine = rows[rows.harness == name]
-            cells = []
-            for measure_ in ("shift", "spread"):
-                for dense in (True, False):
-                    part = mine[mine.dense == dense]
-                    if measure_ == "shift":
-                        cells.append(f"{part.groupby('child')['shift'].median().median():+.1f}")
-                    else:
-                        cells.append(f"{np.sqrt((part.groupby('child').log.std() ** 2).mean()):.1f}")
+            children = [mine[mine.dense == dense].groupby("child") for dense in (True, False)]
+            cells = ([f"{child['shift'].median().median():+.1f}" for child in children]
+                     + [f"{np.sqrt((child.log.std() ** 2).mean()):.1f}" for child in children])
             lines.append(f"| {path.stem[5:]} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
