@@ -110,7 +110,7 @@ def load_table(path: str | os.PathLike) -> LatencyTable:
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as error:
-        raise LUTError(f"{path}: not valid JSON (truncated or corrupt?): {error.msg} at line {error.lineno}") from None
+        raise LUTError(f"{path}: not valid JSON (truncated or corrupt?): {error}") from None
     return LatencyTable.from_dict(payload, path)
 
 
